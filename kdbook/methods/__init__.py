@@ -1,0 +1,1 @@
+"One module per distillation method, each exported from its notebook `nbs/1x_<method>.ipynb`."

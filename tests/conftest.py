@@ -1,0 +1,23 @@
+"Shared set-up: the test plugin module is importable here and in worker processes."
+import os, sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+os.environ["KDBOOK_PLUGINS"] = "kdbook_test_plugins"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+    "A factory of small synthetic-data run configs writing under tmp_path."
+    from kdbook.train import RunConfig
+
+    def make(**kw):
+        base = dict(dataset="synthetic", model="resnet8", epochs=2, batch_size=32, output_dir=str(tmp_path), log_every=5)
+        base.update(kw)
+        return RunConfig(**base)
+    return make

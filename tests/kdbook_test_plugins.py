@@ -1,0 +1,42 @@
+"""Methods that exist only for tests, registered through KDBOOK_PLUGINS.
+
+`toy_relational` couples the samples of a batch (pairwise cosine similarities of same-class pairs),
+so it is wrong unless it sees the global batch; `nan_after` turns NaN after a number of steps.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from kdbook.distill import Distiller, register_method
+
+
+@register_method("toy_relational", gamma=1.0, alpha=0.0, beta=1.0, source="tests")
+class ToyRelational(Distiller):
+    "Squared difference of same-class cosine-similarity graphs (test only)."
+    relational, needs = True, ("pooled",)
+
+    def forward(self, s, t, batch):
+        same = (batch["label"][:, None] == batch["label"][None, :]).float()
+        gs, gt = F.normalize(s.pooled, dim=1), F.normalize(t.pooled, dim=1)
+        return {"graph": ((gs @ gs.T - gt @ gt.T) * same).pow(2).sum() / same.sum()}
+
+
+@dataclass
+class NanParams:
+    steps: int = 25   # the forward call from which the loss is NaN
+
+
+@register_method("nan_after", params=NanParams, gamma=1.0, alpha=0.0, beta=1.0, needs_teacher=False, source="tests")
+class NanAfter(Distiller):
+    "A loss that becomes NaN after `steps` forward calls (test only)."
+    needs = ("logits",)
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.calls = 0
+
+    def forward(self, s, t, batch):
+        self.calls += 1
+        value = s.logits.pow(2).mean() * 0
+        return {"value": value + (float("nan") if self.calls >= self.hp.steps else 0.0)}

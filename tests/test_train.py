@@ -1,0 +1,84 @@
+"Trainer behaviours that need files or processes: resume, several processes, NaN, bf16."
+import json
+
+import pytest
+import torch
+
+from kdbook.models import read_checkpoint
+from kdbook.results import read_record
+from kdbook.train import TrainingDiverged, fit, latest_checkpoint, run
+
+
+def _weights(run_dir):
+    return read_checkpoint(run_dir / "model.pt")["state_dict"]
+
+
+def _strip(epochs):
+    "Per-epoch metrics without wall-clock timings."
+    return [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in epochs]
+
+
+def test_resumed_run_is_bitwise_identical(synthetic_run, tmp_path):
+    # augmentation on and BatchNorm in both networks: RNG, running stats, momentum and schedule all matter
+    kw = dict(method="kd", teacher="resnet8", teacher_ckpt="untrained", epochs=3, lr_milestones=(2,))
+    straight = fit(synthetic_run(name="straight", **kw), quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(synthetic_run(name="resumed", **kw), stop_after_epoch=1, quiet=True)
+    partial = read_record(tmp_path / "resumed")
+    assert partial["status"] == "interrupted" and len(partial["epochs"]) == 1
+    assert latest_checkpoint(tmp_path / "resumed").name == "epoch_1"
+    resumed = fit(synthetic_run(name="resumed", **kw), quiet=True)
+    assert resumed["status"] == "completed"
+    assert _strip(resumed["epochs"]) == _strip(straight["epochs"])
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_processes_equal_one_process_on_the_global_batch(synthetic_run, tmp_path):
+    # no BatchNorm (per-process statistics) and no augmentation (per-process RNG streams): what is left
+    # must match, including a relational loss that couples the two halves of every batch
+    kw = dict(model="convnet_nobn", method="toy_relational", teacher="convnet_nobn", teacher_ckpt="untrained",
+              augment=False, device="cpu", epochs=2, batch_size=32)
+    one = run(synthetic_run(name="one", **kw))
+    two = run(synthetic_run(name="two", processes=2, **kw))
+    assert two["machine"]["processes"] == 2
+    for e1, e2 in zip(one["epochs"], two["epochs"]):
+        for term in ("loss", "ce", "toy_relational.graph"):
+            assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-5, abs=1e-7), term
+        assert abs(e1["test_top1"] - e2["test_top1"]) <= 100 / 320
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    # and the relational term really depends on the whole batch: computed on half of it, it differs
+    import torch.nn.functional as F
+    from kdbook_test_plugins import ToyRelational
+    from kdbook.core import Features
+    x = torch.randn(8, 5); y = torch.tensor([0, 1] * 4)
+    d = ToyRelational(None, None, None)
+    s, t = Features(None, x), Features(None, x.flip(0))
+    full = d(s, t, {"label": y})["graph"]
+    halves = [d(Features(None, x[i:i + 4]), Features(None, x.flip(0)[i:i + 4]), {"label": y[i:i + 4]})["graph"] for i in (0, 4)]
+    assert not torch.isclose(full, sum(halves) / 2)
+
+
+def test_nan_loss_stops_with_term_and_epoch_and_keeps_last_checkpoint(synthetic_run, tmp_path):
+    cfg = synthetic_run(name="nan", method="nan_after", method_params={"steps": 25}, epochs=3, log_every=1)
+    with pytest.raises(TrainingDiverged, match=r"'nan_after.value' became NaN in epoch 2"):
+        fit(cfg, quiet=True)
+    rec = read_record(tmp_path / "nan")
+    assert rec["status"] == "failed" and "nan_after.value" in rec["error"]
+    assert len(rec["epochs"]) == 1
+    assert latest_checkpoint(tmp_path / "nan").name == "epoch_1"
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_bf16_autocast_is_really_active_on_cpu(synthetic_run):
+    rec = fit(synthetic_run(name="bf16", precision="bf16", device="cpu", epochs=1), quiet=True)
+    assert rec["machine"]["compute_dtype"] == "bfloat16"
+    assert rec["status"] == "completed" and all(torch.isfinite(torch.tensor(v)) for v in rec["epochs"][0]["train"].values())
+    plain = fit(synthetic_run(name="fp32", device="cpu", epochs=1), quiet=True)
+    assert plain["machine"]["compute_dtype"] == "float32"
+    # bf16 changes the numbers: the two runs are not the same computation
+    assert rec["epochs"][0]["train"]["loss"] != plain["epochs"][0]["train"]["loss"]
