@@ -6,7 +6,7 @@
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'Entry', 'Registry', 'load_plugins', 'Features', 'seed_everything',
            'in_test', 'atomic_write_text', 'atomic_write_json']
 
-# %% ../nbs/00_core.ipynb #e34c176a
+# %% ../nbs/00_core.ipynb #25cf470e
 import dataclasses, difflib, inspect, json, os, random, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #0d9e9ece
+# %% ../nbs/00_core.ipynb #cdd64055
 class KDBookError(Exception):
     "An error in what the user asked for; the message names the value and the valid choices."
     exit_code = 2
@@ -33,7 +33,7 @@ def check_positive(name: str, value, kind=int):
         raise KDBookError(f"{name} must be a positive {kind.__name__}, got {value!r}.")
     return value
 
-# %% ../nbs/00_core.ipynb #a0d7d278
+# %% ../nbs/00_core.ipynb #e0d11ee9
 @dataclass
 class Entry:
     "A registered object with its name, one-line summary and metadata."
@@ -94,7 +94,7 @@ def load_plugins():
             try: importlib.import_module(name)
             except ImportError as e: raise KDBookError(f"KDBOOK_PLUGINS names {name!r}, which cannot be imported ({e}).") from None
 
-# %% ../nbs/00_core.ipynb #ebb0f6f9
+# %% ../nbs/00_core.ipynb #0b3e9730
 @dataclass
 class Features:
     "The representations of one batch: stem, blocks per stage, stage outputs, pooled vector, logits."
@@ -114,7 +114,7 @@ class Features:
         "Per-sample shapes (batch dimension dropped), the form a `Distiller` is built from."
         return self.map(lambda t: tuple(t.shape[1:]))
 
-# %% ../nbs/00_core.ipynb #4874eb11
+# %% ../nbs/00_core.ipynb #0db05ea6
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (all devices) with `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -123,7 +123,7 @@ def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."
     return bool(os.environ.get("IN_TEST"))
 
-# %% ../nbs/00_core.ipynb #63dcd135
+# %% ../nbs/00_core.ipynb #1f4ae5e1
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder, fsync, `os.replace`)."
     path = Path(path)

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['DATASETS', 'repo_root', 'default_data_dir', 'DatasetInfo', 'Split', 'dataset_info', 'load_split', 'stratified_subset',
-           'DatasetNotFound', 'read_image_folder', 'cifar10', 'cifar100', 'cifar100_coarse', 'tinyimagenet', 'stl10',
-           'digits', 'synthetic', 'paper_transforms', 'IndexedDataset', 'EpochShuffle', 'DataBundle', 'make_loaders']
+           'DatasetNotFound', 'offline', 'decode_images', 'read_image_folder', 'cifar10', 'cifar100', 'cifar100_coarse',
+           'tinyimagenet', 'stl10', 'digits', 'synthetic', 'paper_transforms', 'IndexedDataset', 'EpochShuffle',
+           'DataBundle', 'make_loaders']
 
-# %% ../nbs/02_data.ipynb #83186bee
+# %% ../nbs/02_data.ipynb #3e509288
 import os, pickle, tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from torchvision.transforms import v2
 
 from .core import KDBookError, Registry, check_positive
 
-# %% ../nbs/02_data.ipynb #0cebaf94
+# %% ../nbs/02_data.ipynb #0803a104
 def repo_root() -> Path | None:
     "The kdbook checkout this package was imported from, if any."
     import kdbook
@@ -34,7 +35,7 @@ def default_data_dir() -> Path:
     root = repo_root()
     return root / "data" if root else Path.home() / ".kdbook" / "data"
 
-# %% ../nbs/02_data.ipynb #51e399d4
+# %% ../nbs/02_data.ipynb #456705d7
 @dataclass(frozen=True)
 class DatasetInfo:
     "What a method or model needs to know about a dataset."
@@ -71,7 +72,7 @@ def load_split(name: str, split: str, data_dir=None, download: bool = True) -> S
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     return loader(root, split, download)
 
-# %% ../nbs/02_data.ipynb #b9db2b73
+# %% ../nbs/02_data.ipynb #f960ca4f
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     "Sorted indices of `fraction` of each class of `labels`, chosen by `seed`."
     if not 0 < fraction <= 1: raise KDBookError(f"train_fraction must be in (0, 1], got {fraction!r}.")
@@ -83,7 +84,7 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch
         keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
     return torch.cat(keep).sort().values
 
-# %% ../nbs/02_data.ipynb #f46424d8
+# %% ../nbs/02_data.ipynb #9c0a83be
 class DatasetNotFound(KDBookError):
     "A dataset's files are not where kdbook looked."
 
@@ -93,29 +94,51 @@ def _not_found(name, looked, how, reason=""):
     return DatasetNotFound(f"dataset {name!r} not found. kdbook looked for:\n{where}{why}\nTo get it: {how}\n"
                            "Point kdbook at another folder with --data-dir or the KDBOOK_DATA environment variable.")
 
+def offline() -> bool:
+    "True when `KDBOOK_OFFLINE` is set: kdbook then never tries a download."
+    return bool(os.environ.get("KDBOOK_OFFLINE"))
+
 def _download(name, url, md5, root, looked, how):
     from torchvision.datasets.utils import download_and_extract_archive
+    if offline(): raise _not_found(name, looked, how, "not attempted, KDBOOK_OFFLINE is set")
     try: download_and_extract_archive(url, download_root=str(root), md5=md5)
     except Exception as e: raise _not_found(name, looked, how, f"{type(e).__name__}: {e}") from None
 
-# %% ../nbs/02_data.ipynb #1e591f8c
+# %% ../nbs/02_data.ipynb #9d613fce
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+def decode_images(paths: list) -> list:
+    "Decode image files to uint8 RGB tensors (3 x H x W): batched libjpeg-turbo, else Pillow."
+    if not paths: return []
+    datas = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths]
+    try:
+        import warnings
+        from torchvision.io import ImageReadMode, decode_jpeg, decode_image
+        with warnings.catch_warnings():   # torchvision 0.29 deprecates its decoders in favour of TorchCodec
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if all(str(p).lower().endswith((".jpg", ".jpeg")) for p in paths): return list(decode_jpeg(datas, mode=ImageReadMode.RGB))
+            return [decode_image(d, mode=ImageReadMode.RGB) for d in datas]
+    except (ImportError, AttributeError, RuntimeError):
+        from PIL import Image
+        def pil(p):
+            with Image.open(p) as im: return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+        return [pil(p) for p in paths]
+
 def read_image_folder(root: Path, size: int | None = None) -> tuple:
     "Decode every image under `root/<class>/` to uint8 RGB; return (images, labels, classes)."
-    from torchvision.io import ImageReadMode, decode_image, read_file
     classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-    images, labels = [], []
+    files, labels = [], []
     for c, cls in enumerate(classes):
-        for f in sorted(p for p in (Path(root) / cls).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-            img = decode_image(read_file(str(f)), mode=ImageReadMode.RGB)
-            if size and img.shape[-1] != size: img = _resize(img, size)
-            images.append(img); labels.append(c)
+        found = sorted(p for p in (Path(root) / cls).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        files += found; labels += [c] * len(found)
+    images = [img if not size or img.shape[-1] == size else _resize(img, size) for img in decode_images(files)]
     return torch.stack(images), torch.tensor(labels, dtype=torch.long), classes
 
 def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round().clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/02_data.ipynb #506d938b
+# %% ../nbs/02_data.ipynb #9b34d4c0
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"
 
@@ -167,7 +190,7 @@ def cifar100_coarse(root: Path, split: str, download: bool = True) -> Split:
     "CIFAR-100 with its 20 superclass labels (IRG Table 2, 'CIFAR100 coarse')."
     return _cifar100(root, split, download, "coarse_labels", "coarse_label_names", "cifar100-coarse")
 
-# %% ../nbs/02_data.ipynb #0b464f94
+# %% ../nbs/02_data.ipynb #dd16f4fb
 _TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de"
 
 @DATASETS.register("tinyimagenet", info=DatasetInfo(200, 64, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821),
@@ -183,12 +206,10 @@ def tinyimagenet(root: Path, split: str, download: bool = True) -> Split:
     if split == "train":
         images, labels, classes = read_image_folder(base / "train")
         return Split(images, labels, classes, "tiny-imagenet-200 (original)")
-    from torchvision.io import ImageReadMode, decode_image, read_file
     classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
     index = {c: i for i, c in enumerate(classes)}
-    rows = [l.split("\t")[:2] for l in (base / "val" / "val_annotations.txt").read_text().splitlines() if l.strip()]
-    rows.sort()
-    images = torch.stack([decode_image(read_file(str(base / "val" / "images" / f)), mode=ImageReadMode.RGB) for f, _ in rows])
+    rows = sorted(l.split("\t")[:2] for l in (base / "val" / "val_annotations.txt").read_text().splitlines() if l.strip())
+    images = torch.stack(decode_images([base / "val" / "images" / f for f, _ in rows]))
     return Split(images, torch.tensor([index[c] for _, c in rows]), classes, "tiny-imagenet-200 (original)")
 
 @DATASETS.register("stl10", info=DatasetInfo(10, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713),
@@ -198,12 +219,13 @@ def stl10(root: Path, split: str, download: bool = True) -> Split:
     from torchvision.datasets import STL10
     looked = [root / "stl10_binary/{train,test}_X.bin"]
     how = "kdbook downloads stl10_binary.tar.gz through torchvision when online."
-    if not (root / "stl10_binary" / f"{split}_X.bin").exists() and not download: raise _not_found("stl10", looked, how)
+    if not (root / "stl10_binary" / f"{split}_X.bin").exists() and (not download or offline()):
+        raise _not_found("stl10", looked, how, "not attempted, KDBOOK_OFFLINE is set" if download else "")
     try: ds = STL10(str(root), split=split, download=download)
     except Exception as e: raise _not_found("stl10", looked, how, f"{type(e).__name__}: {e}") from None
     return Split(torch.from_numpy(ds.data.copy()), torch.from_numpy(ds.labels.astype(np.int64)), ds.classes, "stl10_binary (original)")
 
-# %% ../nbs/02_data.ipynb #f43d9b2e
+# %% ../nbs/02_data.ipynb #1374ef7c
 @DATASETS.register("digits", info=DatasetInfo(10, 32, (0.3062,) * 3, (0.3243,) * 3,
                                               "statistics of the digits training split (computed in nbs/02_data)"))
 def digits(root: Path, split: str, download: bool = True) -> Split:
@@ -218,7 +240,7 @@ def digits(root: Path, split: str, download: bool = True) -> Split:
     keep = test if split == "test" else torch.tensor(sorted(set(range(len(labels))) - set(test.tolist())))
     return Split(images[keep], labels[keep], [str(i) for i in range(10)], "sklearn digits upsampled to 32x32")
 
-# %% ../nbs/02_data.ipynb #c36245aa
+# %% ../nbs/02_data.ipynb #dc234fb5
 @DATASETS.register("synthetic", info=DatasetInfo(10, 16, (0.5,) * 3, (0.25,) * 3, "by construction"))
 def synthetic(root: Path, split: str, download: bool = True) -> Split:
     "Synthetic 16x16 images: class prototypes plus noise, 640 train / 320 test, 10 classes (for tests)."
@@ -230,7 +252,7 @@ def synthetic(root: Path, split: str, download: bool = True) -> Split:
     x = 0.6 * protos[labels] + 0.4 * torch.rand(n, 3, 16, 16, generator=g)
     return Split((x * 255).round().to(torch.uint8), labels, [f"class{i}" for i in range(10)], "synthetic v1")
 
-# %% ../nbs/02_data.ipynb #9bdeafe9
+# %% ../nbs/02_data.ipynb #1fbeed3a
 def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image_size: int | None = None,
                      mean=None, std=None) -> v2.Compose:
     "The papers' CIFAR-style transform on uint8 image tensors."
@@ -240,7 +262,7 @@ def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean or info.mean), list(std or info.std))]
     return v2.Compose(steps)
 
-# %% ../nbs/02_data.ipynb #f853b160
+# %% ../nbs/02_data.ipynb #fb751f8a
 class IndexedDataset(Dataset):
     "Items are dicts: one entry per view (default `image`), plus `label`, `index` and any extras."
     def __init__(self, split: Split, views: dict, extras: list | None = None):
@@ -255,7 +277,7 @@ class IndexedDataset(Dataset):
         for extra in self.extras: item.update(extra(i, label))
         return item
 
-# %% ../nbs/02_data.ipynb #16ff9829
+# %% ../nbs/02_data.ipynb #8cf101a7
 class EpochShuffle(Sampler):
     "A fresh permutation of `range(n)` per epoch, determined by `(seed, epoch)` alone."
     def __init__(self, n: int, seed: int):
@@ -266,7 +288,7 @@ class EpochShuffle(Sampler):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
-# %% ../nbs/02_data.ipynb #7b276955
+# %% ../nbs/02_data.ipynb #b7c2451b
 @dataclass
 class DataBundle:
     "Everything a run needs from the data side."

@@ -6,7 +6,7 @@
 __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'MethodSpec', 'register_method', 'world_size', 'gather_global', 'select',
            'Objective']
 
-# %% ../nbs/04_distill.ipynb #4cb97722
+# %% ../nbs/04_distill.ipynb #ff93f987
 import dataclasses, importlib, pkgutil
 from dataclasses import dataclass, field, fields
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry, unknown_choice
 
-# %% ../nbs/04_distill.ipynb #d5be508c
+# %% ../nbs/04_distill.ipynb #fad9f31f
 @dataclass
 class DistillSetup:
     "What a distiller may need besides feature shapes."
@@ -44,7 +44,7 @@ class Distiller(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 
-# %% ../nbs/04_distill.ipynb #dbadc85a
+# %% ../nbs/04_distill.ipynb #e6acaa55
 @dataclass
 class MethodSpec:
     "How to build a method and weigh it: `gamma*CE + alpha*KD + beta*method`."
@@ -94,7 +94,7 @@ def register_method(name: str, *, params: type | None = None, gamma: float = 1.0
         return cls
     return deco
 
-# %% ../nbs/04_distill.ipynb #ff83597b
+# %% ../nbs/04_distill.ipynb #85ff2bcb
 def world_size() -> int: return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -129,7 +129,7 @@ def select(feats: Features | None, needs, fn) -> Features | None:
                     blocks=[[fn(b) for b in bl] for bl in feats.blocks] if "blocks" in needs else [],
                     stem=fn(feats.stem) if "stem" in needs and feats.stem is not None else None)
 
-# %% ../nbs/04_distill.ipynb #e8e32547
+# %% ../nbs/04_distill.ipynb #9ec20f46
 class Objective(nn.Module):
     "`gamma*CE + alpha*KD + beta*method`, as a dict of named, weighted terms."
     def __init__(self, method: str, gamma: float, alpha: float, beta: float, kd: nn.Module | None = None,

@@ -9,7 +9,7 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn', 'HookedFeatures',
            'torchvision_model', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint']
 
-# %% ../nbs/03_models.ipynb #e87af5d8
+# %% ../nbs/03_models.ipynb #f37dba64
 import math
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry
 
-# %% ../nbs/03_models.ipynb #e7de0efb
+# %% ../nbs/03_models.ipynb #7743076d
 class StagedNet(nn.Module):
     "stem -> stages (each a sequence of blocks) -> pool -> linear; `forward` returns `Features`."
     def __init__(self, stem: nn.Module | None, stages: list, pool: nn.Module, fc: nn.Linear):
@@ -62,7 +62,7 @@ def _init_fan_out(model, linear_std=None):
 
 MODELS = Registry("model")
 
-# %% ../nbs/03_models.ipynb #d8995d92
+# %% ../nbs/03_models.ipynb #e9aff2ae
 class BasicBlock(nn.Module):
     "conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU (post-activation)."
     def __init__(self, cin, cout, stride=1, shortcut_bn=True):
@@ -93,7 +93,7 @@ _register_resnet("resnet20_x0.5", 20, (8, 8, 16, 32), "IRG's ResNet20-x0.5")
 _register_resnet("resnet14_x0.5", 14, (8, 8, 16, 32), "IRG's ResNet14-x0.5")
 _register_resnet("resnet20_x0.375", 20, (6, 6, 12, 24), "IRG's ResNet20-x0.375")
 
-# %% ../nbs/03_models.ipynb #f20dbfce
+# %% ../nbs/03_models.ipynb #93dcaf00
 def create_model(name: str, num_classes: int) -> nn.Module:
     "A model of the zoo (or `tv/<torchvision name>`, adapted) for `num_classes` classes."
     if name.startswith("tv/"): return torchvision_model(name[3:], num_classes)
@@ -101,7 +101,7 @@ def create_model(name: str, num_classes: int) -> nn.Module:
 
 def count_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/03_models.ipynb #35da01a1
+# %% ../nbs/03_models.ipynb #65e54314
 class PreActBlock(nn.Module):
     "BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut (RepDistiller's WRN block)."
     def __init__(self, cin, cout, stride=1):
@@ -143,7 +143,7 @@ for _w in (1, 0.5):
     MODELS.register(f"wrn_28_{_w}", summary=f"GKD's WRN-28-{_w}: post-activation, 16-channel stem (graph_kd)")(
         lambda num_classes, w=_w: gkd_wide_resnet(28, w, num_classes))
 
-# %% ../nbs/03_models.ipynb #578e2595
+# %% ../nbs/03_models.ipynb #71327b01
 class VGGStagePool(nn.Module):
     "Max-pool 2x2 only while the map is larger than `min_size` (RepDistiller's `if h == 64`)."
     def __init__(self, min_size=4):
@@ -167,7 +167,7 @@ for _name, _cfg in (("vgg8", (1, 1, 1, 1, 1)), ("vgg11", (1, 1, 2, 2, 2)), ("vgg
     MODELS.register(_name, summary=f"VGG with BN, {sum(_cfg)} conv layers + 1 linear (RepDistiller)")(
         lambda num_classes, cfg=_cfg: vgg_bn(cfg, num_classes))
 
-# %% ../nbs/03_models.ipynb #b613c863
+# %% ../nbs/03_models.ipynb #d2fd5b7e
 class InvertedResidual(nn.Module):
     "1x1 expand-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 project-BN; residual when shapes allow."
     def __init__(self, cin, cout, stride, t):
@@ -192,7 +192,7 @@ def mobilenetv2(num_classes: int, t: int = 6, width: float = 0.5) -> StagedNet:
 MODELS.register("MobileNetV2", summary="MobileNetV2, expansion 6, width 0.5 (RepDistiller's mobile_half)", light=True)(
     lambda num_classes: mobilenetv2(num_classes))
 
-# %% ../nbs/03_models.ipynb #b94da600
+# %% ../nbs/03_models.ipynb #dc7420c0
 def channel_shuffle(x, groups: int):
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
@@ -250,7 +250,7 @@ def shufflenet_v2(num_classes: int, widths=(116, 232, 464, 1024), blocks=(3, 7, 
 MODELS.register("ShuffleV1", summary="ShuffleNetV1, groups 3 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v1(num_classes))
 MODELS.register("ShuffleV2", summary="ShuffleNetV2, net size 1 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v2(num_classes))
 
-# %% ../nbs/03_models.ipynb #6ba87536
+# %% ../nbs/03_models.ipynb #ea95bc33
 class Bottleneck(nn.Module):
     "1x1-BN-ReLU, 3x3-BN-ReLU, 1x1-BN (x4 channels), plus shortcut, then ReLU."
     def __init__(self, cin, planes, stride=1):
@@ -269,7 +269,7 @@ def resnet50(num_classes: int) -> StagedNet:
         cin = planes * 4
     return _init_fan_out(StagedNet(conv_bn_relu(3, 64), stages, _gap(), nn.Linear(2048, num_classes)))
 
-# %% ../nbs/03_models.ipynb #da4dd6c0
+# %% ../nbs/03_models.ipynb #6cefd106
 @MODELS.register("convnet_nobn")
 def convnet_nobn(num_classes: int) -> StagedNet:
     "A small ConvNet without BatchNorm (3 stages of 2 conv-ReLU blocks), for tests and equivalence checks."
@@ -277,7 +277,7 @@ def convnet_nobn(num_classes: int) -> StagedNet:
     stages = [[block(16, 16, 1), block(16, 16, 1)], [block(16, 32, 2), block(32, 32, 1)], [block(32, 64, 2), block(64, 64, 1)]]
     return StagedNet(nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU()), stages, _gap(), nn.Linear(64, num_classes))
 
-# %% ../nbs/03_models.ipynb #078b3d8d
+# %% ../nbs/03_models.ipynb #499b414a
 class HookedFeatures(nn.Module):
     "Wrap any classifier so that its forward returns `Features`, collected by forward hooks."
     def __init__(self, model: nn.Module, image_size: int = 224):
@@ -321,7 +321,7 @@ def torchvision_model(arch: str, num_classes: int, image_size: int = 224, **kwar
     except ValueError: raise KDBookError(f"unknown torchvision model {arch!r}. Valid choices: {', '.join(torchvision.models.list_models())}.") from None
     return HookedFeatures(model, image_size)
 
-# %% ../nbs/03_models.ipynb #a492f9e4
+# %% ../nbs/03_models.ipynb #8c55d779
 CHECKPOINT_FORMAT = "kdbook-model-1"
 
 def save_checkpoint(path, model: nn.Module, name: str, num_classes: int, **meta) -> Path:

@@ -6,14 +6,14 @@
 __all__ = ['RECORD_FORMAT', 'RECORD_NAME', 'git_commit', 'environment', 'now', 'new_record', 'add_epoch', 'finish',
            'write_record', 'read_record']
 
-# %% ../nbs/21_results.ipynb #a7a4c8d2
+# %% ../nbs/21_results.ipynb #b4372a0f
 import json, platform, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .core import KDBookError, atomic_write_json
 
-# %% ../nbs/21_results.ipynb #de9fdfda
+# %% ../nbs/21_results.ipynb #f19c2046
 RECORD_FORMAT = "kdbook-run-1"
 RECORD_NAME = "record.json"
 
@@ -38,7 +38,7 @@ def environment() -> dict:
 
 def now() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-# %% ../nbs/21_results.ipynb #4be0f63e
+# %% ../nbs/21_results.ipynb #e74ae9b3
 def new_record(run: str, kind: str, config: dict, **fields) -> dict:
     "A fresh record in state `running`."
     return {"format": RECORD_FORMAT, "run": run, "kind": kind, "status": "running", "error": None,

@@ -5,17 +5,17 @@
 # %% auto #0
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConfig', 'scaled_milestones', 'default_lr', 'resolve',
            'run_name', 'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'Progress',
-           'latest_checkpoint', 'save_checkpoint_dir', 'TrainingDiverged', 'train_epoch', 'evaluate', 'fit', 'run',
-           'main']
+           'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
+           'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #4120d0d6
+# %% ../nbs/20_train.ipynb #745b8290
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .core import Features, KDBookError, check_positive, seed_everything, unknown_choice
 from .data import DATASETS, dataset_info, load_split, make_loaders
@@ -23,7 +23,7 @@ from .distill import METHODS, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #c763ebe4
+# %% ../nbs/20_train.ipynb #8f3dc820
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -77,7 +77,22 @@ class RunConfig:
 
     def to_dict(self) -> dict: return asdict(self)
 
-# %% ../nbs/20_train.ipynb #ca3ad5ae
+def _check_types(cfg: RunConfig):
+    "Each setting must have its declared type (an int is accepted for a float; a bool is not a number)."
+    import types, typing
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        value, hint = getattr(cfg, f.name), hints[f.name]
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        allowed = tuple(typing.get_origin(a) or a for a in allowed)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if not ok and float in allowed and isinstance(value, int) and not isinstance(value, bool): ok = True
+        if not ok and tuple in allowed and isinstance(value, list): ok = True
+        if not ok:
+            names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
+            raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
+
+# %% ../nbs/20_train.ipynb #ad632c48
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -96,6 +111,7 @@ def _check_model(name, what):
 
 def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     "A validated copy of `cfg` with every default filled in; raises `KDBookError` on bad input."
+    _check_types(cfg)
     c = dataclasses.replace(cfg, method_params=dict(cfg.method_params))
     DATASETS.entry(c.dataset); _check_model(c.model, "model")
     spec = METHODS.get(c.method)
@@ -147,7 +163,7 @@ def run_name(c: RunConfig) -> str:
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #a4b84980
+# %% ../nbs/20_train.ipynb #ce010a18
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -173,14 +189,14 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #5a9c7db9
+# %% ../nbs/20_train.ipynb #88527bc0
 def step_schedule(optimizer, milestones, decay):
     "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
     factor = lambda e: decay ** sum(e >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #85cf8eac
+# %% ../nbs/20_train.ipynb #dd7684ad
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -206,7 +222,27 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #12537087
+# %% ../nbs/20_train.ipynb #86ab50ed
+class LineProgress:
+    "A progress report for logs: one line every `interval` seconds."
+    def __init__(self, total, desc, interval=30.0):
+        self.total, self.desc, self.interval, self.n, self.postfix = total, desc, interval, 0, ""
+        self.start = self.last = time.time()
+    def update(self, n=1):
+        self.n += n
+        if time.time() - self.last >= self.interval:
+            self.last = time.time()
+            print(f"{self.desc}: {self.n}/{self.total} steps {self.postfix} {self.last - self.start:.0f}s", flush=True)
+    def set_postfix(self, **kw): self.postfix = " ".join(f"{k} {v}" for k, v in kw.items())
+    def close(self): pass
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    "A tqdm bar when someone watches a terminal or notebook, else `LineProgress` (None when disabled)."
+    if not enabled: return None
+    mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
+    return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
+
+# %% ../nbs/20_train.ipynb #34c94376
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -266,7 +302,17 @@ def evaluate(accelerator, model: nn.Module, loader) -> dict:
         n += labels.numel()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #07d60bc1
+# %% ../nbs/20_train.ipynb #58f6797a
+def keep_freed_memory() -> bool:
+    "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
+    import ctypes, platform
+    if platform.system() != "Linux": return False
+    try: libc = ctypes.CDLL("libc.so.6")
+    except OSError: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+# %% ../nbs/20_train.ipynb #a8408282
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
@@ -302,6 +348,7 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
             raise KDBookError(f"run folder {str(run_dir)!r} holds a run with another configuration {diff}; "
                               "choose another name or output_dir.")
         if old["status"] == "completed": return old
+    keep_freed_memory()
     accelerator = _fresh_accelerator(cfg)
     main = accelerator.is_main_process
     say = (lambda *a: print(*a, flush=True)) if main and not quiet else (lambda *a: None)
@@ -355,10 +402,10 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
             t0 = time.time()
             train_dl.set_epoch(epoch)
             steps = len(train_dl) if not cfg.max_steps_per_epoch else min(len(train_dl), cfg.max_steps_per_epoch)
-            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not main or quiet, mininterval=2)
+            bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", main and not quiet)
             lr = optimizer.param_groups[0]["lr"]
             metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar)
-            bar.close()
+            if bar is not None: bar.close()
             t1 = time.time()
             metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl))
             scheduler.step()
@@ -390,7 +437,7 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #4aa1c56b
+# %% ../nbs/20_train.ipynb #3c157406
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)

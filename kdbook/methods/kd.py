@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['kd_loss', 'KDLoss']
 
-# %% ../../nbs/10_kd.ipynb #57e73f34
+# %% ../../nbs/10_kd.ipynb #ca5560bc
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..core import KDBookError
 from ..distill import METHODS, MethodSpec
 
-# %% ../../nbs/10_kd.ipynb #b7bab2ed
+# %% ../../nbs/10_kd.ipynb #fa04ba27
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
     "Hinton KD: `T^2` times the batch mean of KL(teacher || student) at temperature `T`, summed over classes."
     if T <= 0: raise KDBookError(f"KD temperature must be positive, got {T!r}.")
@@ -29,7 +29,7 @@ class KDLoss(nn.Module):
         self.T = T
     def forward(self, student_logits, teacher_logits): return kd_loss(student_logits, teacher_logits, self.T)
 
-# %% ../../nbs/10_kd.ipynb #dcb00cb4
+# %% ../../nbs/10_kd.ipynb #c759ace6
 METHODS.register("baseline", summary="Student trained on the labels alone (cross-entropy), the tables' baseline row")(
     MethodSpec("baseline", None, gamma=1.0, alpha=0.0, beta=0.0, needs_teacher=False, source="cross-entropy only"))
 METHODS.register("kd", summary="Hinton KD: KL between temperature-softened outputs (RepDistiller DistillKL)")(
