@@ -6,14 +6,14 @@
 __all__ = ['NOTEBOOK_COMMANDS', 'registries', 'list_lines', 'notebook_parser', 'notebook_params', 'build_parser', 'main',
            'console']
 
-# %% ../nbs/30_cli.ipynb #3db702c2
+# %% ../nbs/30_cli.ipynb #20dcee3d
 import argparse, sys
 
 import yaml
 
 from .core import KDBookError
 
-# %% ../nbs/30_cli.ipynb #d93586d7
+# %% ../nbs/30_cli.ipynb #bfa2542b
 def registries() -> dict:
     "The registries `kdbook list` shows."
     from kdbook.data import DATASETS
@@ -32,7 +32,7 @@ def list_lines(what: str) -> list:
     if what == "models": lines.append(f"{'tv/<name>':<{width}}  any torchvision classifier (e.g. tv/resnet18), adapted through forward hooks")
     return lines
 
-# %% ../nbs/30_cli.ipynb #fb624475
+# %% ../nbs/30_cli.ipynb #49a2ef5c
 def _value(default, text: str):
     if isinstance(default, str): return text
     try: return yaml.safe_load(text)
@@ -59,7 +59,7 @@ def notebook_params(args) -> dict:
     for name, text in args.parameter: given[name] = text
     return {k: _value(declared[k]["default"] if k in declared else None, v) for k, v in given.items()}
 
-# %% ../nbs/30_cli.ipynb #038cad49
+# %% ../nbs/30_cli.ipynb #2fb300ba
 NOTEBOOK_COMMANDS = {
     "train-teacher": ("train_teacher", "train a network on the labels alone (a teacher or a baseline) through nbs/experiments/train_teacher.ipynb"),
     "distill": ("distill", "distill a student from a teacher checkpoint through nbs/experiments/distill.ipynb"),

@@ -6,7 +6,7 @@
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'Entry', 'Registry', 'load_plugins', 'Features', 'seed_everything',
            'in_test', 'atomic_write_text', 'atomic_write_json']
 
-# %% ../nbs/00_core.ipynb #25cf470e
+# %% ../nbs/00_core.ipynb #54fdfd55
 import dataclasses, difflib, inspect, json, os, random, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #cdd64055
+# %% ../nbs/00_core.ipynb #22a48ab2
 class KDBookError(Exception):
     "An error in what the user asked for; the message names the value and the valid choices."
     exit_code = 2
@@ -33,7 +33,7 @@ def check_positive(name: str, value, kind=int):
         raise KDBookError(f"{name} must be a positive {kind.__name__}, got {value!r}.")
     return value
 
-# %% ../nbs/00_core.ipynb #e0d11ee9
+# %% ../nbs/00_core.ipynb #a2e61dfc
 @dataclass
 class Entry:
     "A registered object with its name, one-line summary and metadata."
@@ -52,8 +52,7 @@ class Registry:
         def deco(obj):
             key = name or obj.__name__
             old = self._entries.get(key)
-            # Re-running a notebook cell re-registers the same definition: allow that, refuse a clash.
-            if old is not None and _qualname(old.obj) != _qualname(obj):
+            if old is not None and not _same_definition(old.obj, obj):
                 raise KDBookError(f"{self.kind} {key!r} is already registered to {_qualname(old.obj)}.")
             doc = summary or (inspect.getdoc(obj) or "").split("\n")[0]
             self._entries[key] = Entry(key, obj, doc, meta)
@@ -83,6 +82,13 @@ class Registry:
 
 def _qualname(obj): return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
+def _same_definition(a, b) -> bool:
+    "Same name and, unless one comes from a notebook (`__main__`), same module: a re-run cell or a notebook's exported twin."
+    a, b = (getattr(o, "distiller", None) or o for o in (a, b))   # a method spec is known by its distiller class
+    qa, qb = getattr(a, "__qualname__", repr(a)), getattr(b, "__qualname__", repr(b))
+    ma, mb = getattr(a, "__module__", None), getattr(b, "__module__", None)
+    return qa == qb and (ma == mb or "__main__" in (ma, mb))
+
 _plugins_loaded = set()
 
 def load_plugins():
@@ -94,7 +100,7 @@ def load_plugins():
             try: importlib.import_module(name)
             except ImportError as e: raise KDBookError(f"KDBOOK_PLUGINS names {name!r}, which cannot be imported ({e}).") from None
 
-# %% ../nbs/00_core.ipynb #0b3e9730
+# %% ../nbs/00_core.ipynb #9d8688b5
 @dataclass
 class Features:
     "The representations of one batch: stem, blocks per stage, stage outputs, pooled vector, logits."
@@ -114,7 +120,7 @@ class Features:
         "Per-sample shapes (batch dimension dropped), the form a `Distiller` is built from."
         return self.map(lambda t: tuple(t.shape[1:]))
 
-# %% ../nbs/00_core.ipynb #0db05ea6
+# %% ../nbs/00_core.ipynb #9134acfa
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (all devices) with `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -123,7 +129,7 @@ def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."
     return bool(os.environ.get("IN_TEST"))
 
-# %% ../nbs/00_core.ipynb #1f4ae5e1
+# %% ../nbs/00_core.ipynb #243fa203
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder, fsync, `os.replace`)."
     path = Path(path)

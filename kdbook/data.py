@@ -8,7 +8,7 @@ __all__ = ['DATASETS', 'repo_root', 'default_data_dir', 'DatasetInfo', 'Split', 
            'tinyimagenet', 'stl10', 'digits', 'synthetic', 'paper_transforms', 'IndexedDataset', 'EpochShuffle',
            'DataBundle', 'make_loaders']
 
-# %% ../nbs/02_data.ipynb #3e509288
+# %% ../nbs/02_data.ipynb #d0c33789
 import os, pickle, tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from .core import KDBookError, Registry, check_positive
 
-# %% ../nbs/02_data.ipynb #0803a104
+# %% ../nbs/02_data.ipynb #c0c0c001
 def repo_root() -> Path | None:
     "The kdbook checkout this package was imported from, if any."
     import kdbook
@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
     root = repo_root()
     return root / "data" if root else Path.home() / ".kdbook" / "data"
 
-# %% ../nbs/02_data.ipynb #456705d7
+# %% ../nbs/02_data.ipynb #0ee5faf6
 @dataclass(frozen=True)
 class DatasetInfo:
     "What a method or model needs to know about a dataset."
@@ -72,7 +72,7 @@ def load_split(name: str, split: str, data_dir=None, download: bool = True) -> S
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     return loader(root, split, download)
 
-# %% ../nbs/02_data.ipynb #f960ca4f
+# %% ../nbs/02_data.ipynb #aa0e7c92
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     "Sorted indices of `fraction` of each class of `labels`, chosen by `seed`."
     if not 0 < fraction <= 1: raise KDBookError(f"train_fraction must be in (0, 1], got {fraction!r}.")
@@ -84,7 +84,7 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch
         keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
     return torch.cat(keep).sort().values
 
-# %% ../nbs/02_data.ipynb #9c0a83be
+# %% ../nbs/02_data.ipynb #8eb720f0
 class DatasetNotFound(KDBookError):
     "A dataset's files are not where kdbook looked."
 
@@ -104,7 +104,7 @@ def _download(name, url, md5, root, looked, how):
     try: download_and_extract_archive(url, download_root=str(root), md5=md5)
     except Exception as e: raise _not_found(name, looked, how, f"{type(e).__name__}: {e}") from None
 
-# %% ../nbs/02_data.ipynb #9d613fce
+# %% ../nbs/02_data.ipynb #3af8f46d
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def decode_images(paths: list) -> list:
@@ -138,7 +138,7 @@ def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round().clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/02_data.ipynb #9b34d4c0
+# %% ../nbs/02_data.ipynb #6498ac9a
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"
 
@@ -190,7 +190,7 @@ def cifar100_coarse(root: Path, split: str, download: bool = True) -> Split:
     "CIFAR-100 with its 20 superclass labels (IRG Table 2, 'CIFAR100 coarse')."
     return _cifar100(root, split, download, "coarse_labels", "coarse_label_names", "cifar100-coarse")
 
-# %% ../nbs/02_data.ipynb #dd16f4fb
+# %% ../nbs/02_data.ipynb #5b066bb5
 _TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de"
 
 @DATASETS.register("tinyimagenet", info=DatasetInfo(200, 64, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821),
@@ -225,7 +225,7 @@ def stl10(root: Path, split: str, download: bool = True) -> Split:
     except Exception as e: raise _not_found("stl10", looked, how, f"{type(e).__name__}: {e}") from None
     return Split(torch.from_numpy(ds.data.copy()), torch.from_numpy(ds.labels.astype(np.int64)), ds.classes, "stl10_binary (original)")
 
-# %% ../nbs/02_data.ipynb #1374ef7c
+# %% ../nbs/02_data.ipynb #22b0d195
 @DATASETS.register("digits", info=DatasetInfo(10, 32, (0.3062,) * 3, (0.3243,) * 3,
                                               "statistics of the digits training split (computed in nbs/02_data)"))
 def digits(root: Path, split: str, download: bool = True) -> Split:
@@ -240,7 +240,7 @@ def digits(root: Path, split: str, download: bool = True) -> Split:
     keep = test if split == "test" else torch.tensor(sorted(set(range(len(labels))) - set(test.tolist())))
     return Split(images[keep], labels[keep], [str(i) for i in range(10)], "sklearn digits upsampled to 32x32")
 
-# %% ../nbs/02_data.ipynb #dc234fb5
+# %% ../nbs/02_data.ipynb #8c73bc16
 @DATASETS.register("synthetic", info=DatasetInfo(10, 16, (0.5,) * 3, (0.25,) * 3, "by construction"))
 def synthetic(root: Path, split: str, download: bool = True) -> Split:
     "Synthetic 16x16 images: class prototypes plus noise, 640 train / 320 test, 10 classes (for tests)."
@@ -252,7 +252,7 @@ def synthetic(root: Path, split: str, download: bool = True) -> Split:
     x = 0.6 * protos[labels] + 0.4 * torch.rand(n, 3, 16, 16, generator=g)
     return Split((x * 255).round().to(torch.uint8), labels, [f"class{i}" for i in range(10)], "synthetic v1")
 
-# %% ../nbs/02_data.ipynb #1fbeed3a
+# %% ../nbs/02_data.ipynb #0da5ae9c
 def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image_size: int | None = None,
                      mean=None, std=None) -> v2.Compose:
     "The papers' CIFAR-style transform on uint8 image tensors."
@@ -262,13 +262,18 @@ def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean or info.mean), list(std or info.std))]
     return v2.Compose(steps)
 
-# %% ../nbs/02_data.ipynb #fb751f8a
+# %% ../nbs/02_data.ipynb #528c6925
 class IndexedDataset(Dataset):
     "Items are dicts: one entry per view (default `image`), plus `label`, `index` and any extras."
     def __init__(self, split: Split, views: dict, extras: list | None = None):
         self.split, self.views, self.extras = split, views, list(extras or [])
 
     def __len__(self): return len(self.split)
+
+    def set_epoch(self, epoch: int):
+        "Tell extras that depend on the epoch (negatives are drawn afresh every epoch)."
+        for extra in self.extras:
+            if hasattr(extra, "set_epoch"): extra.set_epoch(epoch)
 
     def __getitem__(self, i: int) -> dict:
         img, label = self.split.images[i], int(self.split.labels[i])
@@ -277,7 +282,7 @@ class IndexedDataset(Dataset):
         for extra in self.extras: item.update(extra(i, label))
         return item
 
-# %% ../nbs/02_data.ipynb #8cf101a7
+# %% ../nbs/02_data.ipynb #035580ad
 class EpochShuffle(Sampler):
     "A fresh permutation of `range(n)` per epoch, determined by `(seed, epoch)` alone."
     def __init__(self, n: int, seed: int):
@@ -288,7 +293,7 @@ class EpochShuffle(Sampler):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
-# %% ../nbs/02_data.ipynb #b7c2451b
+# %% ../nbs/02_data.ipynb #6d33e9b2
 @dataclass
 class DataBundle:
     "Everything a run needs from the data side."
@@ -302,8 +307,8 @@ class DataBundle:
 def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, train_fraction: float = 1.0,
                  subset_seed: int | None = None, augment: bool = True, image_size: int | None = None,
                  num_workers: int = 0, eval_batch_size: int = 256, download: bool = True,
-                 extra_views: dict | None = None, extras: list | None = None) -> DataBundle:
-    "Train and test loaders for `dataset` with the papers' transforms."
+                 extra_views: dict | None = None, extras: Callable | None = None) -> DataBundle:
+    "Train and test loaders for `dataset` with the papers' transforms; `extras(train_split)` gives item extras."
     check_positive("batch_size", batch_size)
     info = dataset_info(dataset)
     train, test = load_split(dataset, "train", data_dir, download), load_split(dataset, "test", data_dir, download)
@@ -311,8 +316,9 @@ def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, tr
         train = train.subset(stratified_subset(train.labels, train_fraction, seed if subset_seed is None else subset_seed))
     tr_views = {"image": paper_transforms(info, True, augment, image_size), **(extra_views or {})}
     te_views = {"image": paper_transforms(info, False, image_size=image_size)}
-    train_ds, test_ds = IndexedDataset(train, tr_views, extras), IndexedDataset(test, te_views)
-    kw = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
+    train_ds, test_ds = IndexedDataset(train, tr_views, extras(train) if extras else None), IndexedDataset(test, te_views)
+    # workers are re-created each epoch (not persistent), so they see the epoch set on the dataset
+    kw = dict(num_workers=num_workers)
     return DataBundle(
         train=DataLoader(train_ds, batch_size=batch_size, sampler=EpochShuffle(len(train_ds), seed), drop_last=False, **kw),
         test=DataLoader(test_ds, batch_size=eval_batch_size, shuffle=False, **kw),

@@ -6,7 +6,7 @@
 __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'MethodSpec', 'register_method', 'world_size', 'gather_global', 'select',
            'Objective']
 
-# %% ../nbs/04_distill.ipynb #ff93f987
+# %% ../nbs/04_distill.ipynb #dc85478f
 import dataclasses, importlib, pkgutil
 from dataclasses import dataclass, field, fields
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry, unknown_choice
 
-# %% ../nbs/04_distill.ipynb #fad9f31f
+# %% ../nbs/04_distill.ipynb #6fa0ec70
 @dataclass
 class DistillSetup:
     "What a distiller may need besides feature shapes."
@@ -31,6 +31,7 @@ class Distiller(nn.Module):
     "A distillation method: `forward(student, teacher, batch)` returns named, weighted loss terms."
     relational = False      # True: the loss couples samples of a batch, so it must see the global batch
     needs = ("logits", "pooled", "stages", "blocks", "stem")   # the Features fields the loss reads
+    find_unused_parameters = False   # True if some of its parameters may get no gradient in a step (DDP)
 
     def __init__(self, student: Features, teacher: Features, setup: DistillSetup, hp=None):
         super().__init__()
@@ -44,7 +45,23 @@ class Distiller(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 
-# %% ../nbs/04_distill.ipynb #e6acaa55
+    # How a method may change the training set-up: the student it trains, and what the data side adds.
+    @classmethod
+    def adapt_student(cls, model: str, hp) -> str:
+        "The model name the method trains for student `model` (EGA adds its embedding neck)."
+        return model
+
+    @classmethod
+    def data_views(cls, hp, info, train: bool) -> dict:
+        "Extra named views of every image, as transforms of the uint8 image (EGA's teacher view)."
+        return {}
+
+    @classmethod
+    def data_extras(cls, hp, train_split, seed: int) -> list:
+        "Item extras `(index, label) -> dict` for training items (CRD/HKD's label-aware negatives)."
+        return []
+
+# %% ../nbs/04_distill.ipynb #bb63c46c
 @dataclass
 class MethodSpec:
     "How to build a method and weigh it: `gamma*CE + alpha*KD + beta*method`."
@@ -94,7 +111,7 @@ def register_method(name: str, *, params: type | None = None, gamma: float = 1.0
         return cls
     return deco
 
-# %% ../nbs/04_distill.ipynb #85ff2bcb
+# %% ../nbs/04_distill.ipynb #0d80e370
 def world_size() -> int: return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -123,13 +140,14 @@ def gather_global(x: torch.Tensor) -> torch.Tensor:
 def select(feats: Features | None, needs, fn) -> Features | None:
     "`feats` with `fn` applied to the fields in `needs`; the other fields are dropped (never gathered)."
     if feats is None: return None
+    fn = (lambda f: lambda x: None if x is None else f(x))(fn)   # a CLIP teacher has no logits
     return Features(logits=fn(feats.logits) if "logits" in needs else None,
                     pooled=fn(feats.pooled) if "pooled" in needs else None,
                     stages=[fn(s) for s in feats.stages] if "stages" in needs else [],
                     blocks=[[fn(b) for b in bl] for bl in feats.blocks] if "blocks" in needs else [],
                     stem=fn(feats.stem) if "stem" in needs and feats.stem is not None else None)
 
-# %% ../nbs/04_distill.ipynb #9ec20f46
+# %% ../nbs/04_distill.ipynb #7429d3c9
 class Objective(nn.Module):
     "`gamma*CE + alpha*KD + beta*method`, as a dict of named, weighted terms."
     def __init__(self, method: str, gamma: float, alpha: float, beta: float, kd: nn.Module | None = None,

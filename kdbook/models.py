@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlock', 'cifar_resnet', 'create_model',
-           'count_params', 'PreActBlock', 'wide_resnet', 'gkd_wide_resnet', 'VGGStagePool', 'vgg_bn',
-           'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1', 'ShuffleV2Block',
-           'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn', 'HookedFeatures',
-           'torchvision_model', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint']
+           'split_model_name', 'count_params', 'PreActBlock', 'wide_resnet', 'gkd_wide_resnet', 'VGGStagePool',
+           'vgg_bn', 'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1',
+           'ShuffleV2Block', 'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn',
+           'with_embedding', 'HookedFeatures', 'torchvision_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint',
+           'read_checkpoint', 'load_checkpoint']
 
-# %% ../nbs/03_models.ipynb #f37dba64
+# %% ../nbs/03_models.ipynb #138ffa13
 import math
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry
 
-# %% ../nbs/03_models.ipynb #7743076d
+# %% ../nbs/03_models.ipynb #c2fdbaf4
 class StagedNet(nn.Module):
     "stem -> stages (each a sequence of blocks) -> pool -> linear; `forward` returns `Features`."
     def __init__(self, stem: nn.Module | None, stages: list, pool: nn.Module, fc: nn.Linear):
@@ -27,7 +28,7 @@ class StagedNet(nn.Module):
         self.stem = stem if stem is not None else nn.Identity()
         self.has_stem = stem is not None
         self.stages = nn.ModuleList(nn.ModuleList(blocks) for blocks in stages)
-        self.pool, self.fc = pool, fc
+        self.pool, self.neck, self.fc = pool, nn.Identity(), fc
 
     def forward(self, x) -> Features:
         x = self.stem(x)
@@ -39,7 +40,7 @@ class StagedNet(nn.Module):
                 x = block(x)
                 outs.append(x)
             blocks.append(outs); stages.append(x)
-        pooled = self.pool(x).flatten(1)
+        pooled = self.neck(self.pool(x).flatten(1))
         return Features(logits=self.fc(pooled), pooled=pooled, stages=stages, blocks=blocks, stem=stem)
 
 def conv_bn_relu(cin, cout, k=3, stride=1, groups=1, relu=True, bias=False) -> nn.Sequential:
@@ -62,7 +63,7 @@ def _init_fan_out(model, linear_std=None):
 
 MODELS = Registry("model")
 
-# %% ../nbs/03_models.ipynb #e9aff2ae
+# %% ../nbs/03_models.ipynb #d7f85f44
 class BasicBlock(nn.Module):
     "conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU (post-activation)."
     def __init__(self, cin, cout, stride=1, shortcut_bn=True):
@@ -93,15 +94,26 @@ _register_resnet("resnet20_x0.5", 20, (8, 8, 16, 32), "IRG's ResNet20-x0.5")
 _register_resnet("resnet14_x0.5", 14, (8, 8, 16, 32), "IRG's ResNet14-x0.5")
 _register_resnet("resnet20_x0.375", 20, (6, 6, 12, 24), "IRG's ResNet20-x0.375")
 
-# %% ../nbs/03_models.ipynb #93dcaf00
-def create_model(name: str, num_classes: int) -> nn.Module:
-    "A model of the zoo (or `tv/<torchvision name>`, adapted) for `num_classes` classes."
-    if name.startswith("tv/"): return torchvision_model(name[3:], num_classes)
-    return MODELS.get(name)(num_classes=num_classes)
+# %% ../nbs/03_models.ipynb #d051bc90
+def create_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    "A model by name: the zoo, `tv/<torchvision name>`, `clip:<open_clip name>`, with an optional `+emb<dim>` neck."
+    base, emb = split_model_name(name)
+    if base.startswith("clip:"): model = clip_model(base[5:])
+    elif base.startswith("tv/"): model = torchvision_model(base[3:], num_classes, pretrained=pretrained)
+    else:
+        if pretrained: raise KDBookError(f"no pretrained weights ship with zoo model {base!r}: train it with `kdbook train-teacher`.")
+        model = MODELS.get(base)(num_classes=num_classes)
+    return with_embedding(model, emb, num_classes) if emb else model
+
+def split_model_name(name: str) -> tuple:
+    "`'resnet8x4+emb256'` -> `('resnet8x4', 256)`; no neck -> `(name, 0)`."
+    base, _, neck = name.partition("+emb")
+    if neck and not neck.isdigit(): raise KDBookError(f"model {name!r}: the neck suffix is +emb<dim>, e.g. resnet8x4+emb256.")
+    return base, int(neck or 0)
 
 def count_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/03_models.ipynb #65e54314
+# %% ../nbs/03_models.ipynb #0bca869c
 class PreActBlock(nn.Module):
     "BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut (RepDistiller's WRN block)."
     def __init__(self, cin, cout, stride=1):
@@ -143,7 +155,7 @@ for _w in (1, 0.5):
     MODELS.register(f"wrn_28_{_w}", summary=f"GKD's WRN-28-{_w}: post-activation, 16-channel stem (graph_kd)")(
         lambda num_classes, w=_w: gkd_wide_resnet(28, w, num_classes))
 
-# %% ../nbs/03_models.ipynb #71327b01
+# %% ../nbs/03_models.ipynb #2bab87f7
 class VGGStagePool(nn.Module):
     "Max-pool 2x2 only while the map is larger than `min_size` (RepDistiller's `if h == 64`)."
     def __init__(self, min_size=4):
@@ -167,7 +179,7 @@ for _name, _cfg in (("vgg8", (1, 1, 1, 1, 1)), ("vgg11", (1, 1, 2, 2, 2)), ("vgg
     MODELS.register(_name, summary=f"VGG with BN, {sum(_cfg)} conv layers + 1 linear (RepDistiller)")(
         lambda num_classes, cfg=_cfg: vgg_bn(cfg, num_classes))
 
-# %% ../nbs/03_models.ipynb #d2fd5b7e
+# %% ../nbs/03_models.ipynb #2d3cd5c2
 class InvertedResidual(nn.Module):
     "1x1 expand-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 project-BN; residual when shapes allow."
     def __init__(self, cin, cout, stride, t):
@@ -192,7 +204,7 @@ def mobilenetv2(num_classes: int, t: int = 6, width: float = 0.5) -> StagedNet:
 MODELS.register("MobileNetV2", summary="MobileNetV2, expansion 6, width 0.5 (RepDistiller's mobile_half)", light=True)(
     lambda num_classes: mobilenetv2(num_classes))
 
-# %% ../nbs/03_models.ipynb #dc7420c0
+# %% ../nbs/03_models.ipynb #7211f4b0
 def channel_shuffle(x, groups: int):
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
@@ -250,7 +262,7 @@ def shufflenet_v2(num_classes: int, widths=(116, 232, 464, 1024), blocks=(3, 7, 
 MODELS.register("ShuffleV1", summary="ShuffleNetV1, groups 3 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v1(num_classes))
 MODELS.register("ShuffleV2", summary="ShuffleNetV2, net size 1 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v2(num_classes))
 
-# %% ../nbs/03_models.ipynb #ea95bc33
+# %% ../nbs/03_models.ipynb #5d7aadfb
 class Bottleneck(nn.Module):
     "1x1-BN-ReLU, 3x3-BN-ReLU, 1x1-BN (x4 channels), plus shortcut, then ReLU."
     def __init__(self, cin, planes, stride=1):
@@ -269,15 +281,24 @@ def resnet50(num_classes: int) -> StagedNet:
         cin = planes * 4
     return _init_fan_out(StagedNet(conv_bn_relu(3, 64), stages, _gap(), nn.Linear(2048, num_classes)))
 
-# %% ../nbs/03_models.ipynb #6cefd106
+# %% ../nbs/03_models.ipynb #5f08ce81
 @MODELS.register("convnet_nobn")
 def convnet_nobn(num_classes: int) -> StagedNet:
     "A small ConvNet without BatchNorm (3 stages of 2 conv-ReLU blocks), for tests and equivalence checks."
     def block(cin, cout, stride): return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU())
     stages = [[block(16, 16, 1), block(16, 16, 1)], [block(16, 32, 2), block(32, 32, 1)], [block(32, 64, 2), block(64, 64, 1)]]
-    return StagedNet(nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU()), stages, _gap(), nn.Linear(64, num_classes))
+    # Kaiming init keeps the activations' scale through the 7 layers (PyTorch's default shrinks them, and
+    # distance-based losses on nearly identical features become ill-conditioned)
+    return _init_fan_out(StagedNet(nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU()), stages, _gap(), nn.Linear(64, num_classes)))
 
-# %% ../nbs/03_models.ipynb #499b414a
+# %% ../nbs/03_models.ipynb #8bdcb61f
+def with_embedding(model: nn.Module, dim: int, num_classes: int) -> nn.Module:
+    "Put a `Linear(pooled, dim)` neck under a new `Linear(dim, num_classes)` classifier (StagedNet only)."
+    if not isinstance(model, StagedNet): raise KDBookError("an +emb neck needs a zoo model (StagedNet).")
+    model.neck, model.fc = nn.Linear(model.fc.in_features, dim), nn.Linear(dim, num_classes)
+    return model
+
+# %% ../nbs/03_models.ipynb #bf3c18cf
 class HookedFeatures(nn.Module):
     "Wrap any classifier so that its forward returns `Features`, collected by forward hooks."
     def __init__(self, model: nn.Module, image_size: int = 224):
@@ -314,14 +335,29 @@ class HookedFeatures(nn.Module):
         return Features(logits=logits, pooled=out["pooled"].flatten(1), stages=[out[n] for n in self.stage_names],
                         blocks=blocks, stem=out[self.stem_name])
 
-def torchvision_model(arch: str, num_classes: int, image_size: int = 224, **kwargs) -> HookedFeatures:
-    "A torchvision classifier (no pretrained weights unless `weights=` is given), adapted to `Features`."
+def torchvision_model(arch: str, num_classes: int, image_size: int = 224, pretrained: bool = False) -> HookedFeatures:
+    "A torchvision classifier adapted to `Features`; `pretrained` loads its default weights (with their own classes)."
     import torchvision
-    try: model = torchvision.models.get_model(arch, num_classes=num_classes, **kwargs)
-    except ValueError: raise KDBookError(f"unknown torchvision model {arch!r}. Valid choices: {', '.join(torchvision.models.list_models())}.") from None
-    return HookedFeatures(model, image_size)
+    if arch not in torchvision.models.list_models():
+        raise KDBookError(f"unknown torchvision model {arch!r}. Valid choices: {', '.join(torchvision.models.list_models())}.")
+    kw = {"weights": "DEFAULT"} if pretrained else {"num_classes": num_classes}
+    return HookedFeatures(torchvision.models.get_model(arch, **kw), image_size)
 
-# %% ../nbs/03_models.ipynb #8c55d779
+# %% ../nbs/03_models.ipynb #b019bb06
+class ClipImageEncoder(nn.Module):
+    "An open_clip image tower whose `Features.pooled` is the projected image embedding."
+    def __init__(self, name: str):
+        super().__init__()
+        try: import open_clip
+        except ImportError:
+            raise KDBookError(f"clip:{name} needs the optional CLIP extra: pip install -e \".[clip]\" (open_clip_torch).") from None
+        self.model = open_clip.create_model(name, pretrained="openai")
+    def forward(self, x) -> Features:
+        return Features(logits=None, pooled=self.model.encode_image(x).float())
+
+def clip_model(name: str) -> nn.Module: return ClipImageEncoder(name)
+
+# %% ../nbs/03_models.ipynb #3bb86aaa
 CHECKPOINT_FORMAT = "kdbook-model-1"
 
 def save_checkpoint(path, model: nn.Module, name: str, num_classes: int, **meta) -> Path:

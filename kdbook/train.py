@@ -6,9 +6,9 @@
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConfig', 'scaled_milestones', 'default_lr', 'resolve',
            'run_name', 'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'Progress',
            'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
-           'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'run', 'main']
+           'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'save_method_state', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #745b8290
+# %% ../nbs/20_train.ipynb #5164b769
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -20,10 +20,10 @@ from tqdm import tqdm
 from .core import Features, KDBookError, check_positive, seed_everything, unknown_choice
 from .data import DATASETS, dataset_info, load_split, make_loaders
 from .distill import METHODS, DistillSetup, Objective
-from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint
+from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #8f3dc820
+# %% ../nbs/20_train.ipynb #26003658
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -92,7 +92,7 @@ def _check_types(cfg: RunConfig):
             names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
             raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
 
-# %% ../nbs/20_train.ipynb #ad632c48
+# %% ../nbs/20_train.ipynb #f7341390
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -100,14 +100,16 @@ def scaled_milestones(epochs: int) -> tuple:
 
 def default_lr(model: str) -> float:
     "0.05, or 0.01 for the light students (RepDistiller: MobileNetV2, ShuffleV1, ShuffleV2)."
-    light = not model.startswith("tv/") and MODELS.entry(model).meta.get("light", False)
+    base, _ = split_model_name(model)
+    light = base in MODELS and MODELS.entry(base).meta.get("light", False)
     return 0.01 if light else 0.05
 
 def _check_model(name, what):
-    if name.startswith("tv/"):
+    base, _ = split_model_name(name)
+    if base.startswith("tv/"):
         import torchvision
-        if name[3:] not in torchvision.models.list_models(): raise unknown_choice(f"torchvision {what}", name[3:], torchvision.models.list_models())
-    else: MODELS.entry(name)
+        if base[3:] not in torchvision.models.list_models(): raise unknown_choice(f"torchvision {what}", base[3:], torchvision.models.list_models())
+    elif not base.startswith("clip:"): MODELS.entry(base)
 
 def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     "A validated copy of `cfg` with every default filled in; raises `KDBookError` on bad input."
@@ -115,7 +117,8 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     c = dataclasses.replace(cfg, method_params=dict(cfg.method_params))
     DATASETS.entry(c.dataset); _check_model(c.model, "model")
     spec = METHODS.get(c.method)
-    spec.make_params(c.method_params)
+    hp = spec.make_params(c.method_params)
+    if spec.distiller is not None: c.model = spec.distiller.adapt_student(c.model, hp)
     check_positive("epochs", c.epochs); check_positive("batch_size", c.batch_size)
     check_positive("processes", c.processes); check_positive("log_every", c.log_every)
     if c.max_steps_per_epoch is not None: check_positive("max_steps_per_epoch", c.max_steps_per_epoch)
@@ -140,9 +143,13 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
         if not c.teacher_ckpt:
             raise KDBookError(f"method {c.method!r} (alpha={c.alpha}) needs a teacher: pass a teacher checkpoint "
                               "(train one with `kdbook train-teacher`).")
-        if c.teacher_ckpt == "untrained":
-            if not c.teacher: raise KDBookError("teacher_ckpt 'untrained' needs the teacher architecture (teacher=...).")
+        if c.teacher_ckpt in ("untrained", "pretrained"):
+            if not c.teacher: raise KDBookError(f"teacher_ckpt {c.teacher_ckpt!r} needs the teacher architecture (teacher=...).")
             _check_model(c.teacher, "teacher")
+            if c.teacher_ckpt == "pretrained":
+                if not c.teacher.startswith(("tv/", "clip:")):
+                    raise KDBookError(f"teacher_ckpt 'pretrained' is for tv/ and clip: teachers; {c.teacher!r} needs a kdbook checkpoint.")
+                if c.alpha: raise KDBookError("KD (alpha > 0) needs teacher logits over the dataset's classes; a pretrained tv/ or clip: teacher has its own.")
         else:
             ckpt = read_checkpoint(c.teacher_ckpt)
             if c.teacher and c.teacher != ckpt["model"]:
@@ -160,10 +167,11 @@ def run_name(c: RunConfig) -> str:
     parts = [c.dataset + (f"-{c.train_fraction:g}" if c.train_fraction != 1 else "")]
     parts.append(f"{c.teacher}-to-{c.model}" if c.teacher else c.model)
     label = c.method + ("+kd" if c.alpha and spec.alpha == 0 else "")
+    if c.method_params: label += "@" + ",".join(f"{k}={v}" for k, v in sorted(c.method_params.items()))
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #ce010a18
+# %% ../nbs/20_train.ipynb #cbd3d3e4
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -184,19 +192,19 @@ def build_objective(cfg: RunConfig, student: Features, teacher: Features | None,
 def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     "The teacher in eval mode with gradients off, or None when the objective does not use it."
     if not (cfg.alpha or (METHODS.get(cfg.method).needs_teacher and cfg.beta)): return None
-    if cfg.teacher_ckpt == "untrained": teacher = create_model(cfg.teacher, num_classes)
+    if cfg.teacher_ckpt in ("untrained", "pretrained"): teacher = create_model(cfg.teacher, num_classes, pretrained=cfg.teacher_ckpt == "pretrained")
     else: teacher, _ = load_checkpoint(cfg.teacher_ckpt, cfg.teacher, num_classes)
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #88527bc0
+# %% ../nbs/20_train.ipynb #a57a8ccf
 def step_schedule(optimizer, milestones, decay):
     "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
     factor = lambda e: decay ** sum(e >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #dd7684ad
+# %% ../nbs/20_train.ipynb #cb3a6994
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -222,7 +230,7 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #86ab50ed
+# %% ../nbs/20_train.ipynb #d93a6d4d
 class LineProgress:
     "A progress report for logs: one line every `interval` seconds."
     def __init__(self, total, desc, interval=30.0):
@@ -242,7 +250,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
-# %% ../nbs/20_train.ipynb #34c94376
+# %% ../nbs/20_train.ipynb #6dd4ca81
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -302,7 +310,7 @@ def evaluate(accelerator, model: nn.Module, loader) -> dict:
         n += labels.numel()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #58f6797a
+# %% ../nbs/20_train.ipynb #8078e7ca
 def keep_freed_memory() -> bool:
     "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
     import ctypes, platform
@@ -312,15 +320,17 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-# %% ../nbs/20_train.ipynb #a8408282
+# %% ../nbs/20_train.ipynb #ca33cf22
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)   # one process may run several fits
+    distiller = METHODS.get(cfg.method).distiller
     return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
                        dataloader_config=DataLoaderConfiguration(split_batches=True),
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+                       kwargs_handlers=[DistributedDataParallelKwargs(
+                           find_unused_parameters=bool(distiller and distiller.find_unused_parameters))])
 
 def _sha256(path) -> str:
     h = hashlib.sha256()
@@ -353,17 +363,30 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     main = accelerator.is_main_process
     say = (lambda *a: print(*a, flush=True)) if main and not quiet else (lambda *a: None)
     seed_everything(cfg.seed)
+    spec = METHODS.get(cfg.method)
+    hp, method = spec.make_params(cfg.method_params), spec.distiller
+    info = dataset_info(cfg.dataset)
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
-                        cfg.augment, cfg.image_size, cfg.num_workers)
+                        cfg.augment, cfg.image_size, cfg.num_workers,
+                        extra_views=method.data_views(hp, info, train=True) if method else None,
+                        extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None)
     num_classes = data.info.num_classes
     student = create_model(cfg.model, num_classes)
     teacher = frozen_teacher(cfg, num_classes)
-    probe = torch.stack([data.test.dataset[i]["image"] for i in range(2)])   # no augmentation: no RNG use
+    # feature shapes from two test images through the test-time views: no augmentation, no RNG use
+    raw = data.test.dataset.split.images[:2]
+    probe = torch.stack([data.test.dataset[i]["image"] for i in range(2)])
+    t_view = (method.data_views(hp, info, train=False) if method else {}).get("teacher_image")
+    t_probe = torch.stack([t_view(im) for im in raw]) if t_view else probe
     student.eval()
-    with torch.no_grad(): s_shapes, t_shapes = student(probe).shapes(), teacher(probe).shapes() if teacher else None
+    with torch.no_grad(): s_shapes, t_shapes = student(probe).shapes(), teacher(t_probe).shapes() if teacher else None
     setup = DistillSetup(num_classes, data.num_train, cfg.batch_size, cfg.model, cfg.teacher)
     module = DistillModule(student, build_objective(cfg, s_shapes, t_shapes, setup))
     if cfg.sync_bn: module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    # every process updates the method's buffers (memory banks) identically from the global batch:
+    # DDP must not broadcast them from rank 0 at every step
+    module._ddp_params_and_buffers_to_ignore = [f"objective.distiller.{n}" for n, _ in module.objective.distiller.named_buffers()] \
+        if module.objective.distiller is not None else []
     groups = [{"params": list(student.parameters())}]
     if module.objective.distiller is not None: groups += module.objective.distiller.param_groups()
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -400,7 +423,7 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     try:
         for epoch in range(progress.epoch, cfg.epochs):
             t0 = time.time()
-            train_dl.set_epoch(epoch)
+            train_dl.set_epoch(epoch); data.train.dataset.set_epoch(epoch)
             steps = len(train_dl) if not cfg.max_steps_per_epoch else min(len(train_dl), cfg.max_steps_per_epoch)
             bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", main and not quiet)
             lr = optimizer.param_groups[0]["lr"]
@@ -421,11 +444,16 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
                 f"{time.time() - t0:.1f}s")
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
                 raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as asked")
-        student_final = accelerator.unwrap_model(module).student
+        final = accelerator.unwrap_model(module)
+        if accelerator.num_processes > 1 and final.objective.distiller is not None:
+            record["machine"]["method_state_in_sync"] = _in_sync(accelerator, final.objective.distiller)
         if main:
-            save_checkpoint(run_dir / "model.pt", student_final, cfg.model, num_classes, top1=record["last_top1"],
+            save_checkpoint(run_dir / "model.pt", final.student, cfg.model, num_classes, top1=record["last_top1"],
                             best_top1=record["best_top1"], run=cfg.name, dataset=cfg.dataset, variant=data.variant)
             record["model_checkpoint"] = "model.pt"
+            if final.objective.distiller is not None and final.objective.distiller.state_dict():
+                save_method_state(run_dir / "distiller.pt", cfg.method, final.objective.distiller)
+                record["distiller_checkpoint"] = "distiller.pt"
             write_record(run_dir, finish(record, "completed"))
         accelerator.wait_for_everyone()
         return record
@@ -434,10 +462,22 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
         if main: write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
         raise
 
+def _in_sync(accelerator, module: nn.Module) -> bool:
+    "Whether every process holds the same buffers (memory banks) and parameters: compared by checksums."
+    sums = torch.stack([t.detach().double().sum() for t in (*module.buffers(), *module.parameters())] or [torch.zeros((), dtype=torch.float64)])
+    everyone = accelerator.gather(sums.to(accelerator.device)[None]).cpu()
+    return bool(torch.allclose(everyone, everyone[:1].expand_as(everyone), rtol=1e-6, atol=1e-9))
+
+def save_method_state(path, method: str, distiller: nn.Module):
+    "Save a method's trained parts (heads, GNNs, memory banks) for reuse (EGA's sequential mode reads its head)."
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    torch.save({"method": method, "state_dict": {k: v.detach().cpu() for k, v in distiller.state_dict().items()}}, tmp)
+    os.replace(tmp, path)
+
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #3c157406
+# %% ../nbs/20_train.ipynb #bd470f29
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)

@@ -1,0 +1,134 @@
+"""The graph-era methods through the trainer: each trains through the distill notebook, equals itself
+under two processes (global batch, memory banks in sync), runs under bf16 autocast, and resumes bitwise."""
+import math
+
+import pytest
+import torch
+
+from kdbook.distill import METHODS
+from kdbook.models import read_checkpoint
+from kdbook.results import read_record
+from kdbook.runner import run_notebook
+from kdbook.train import RunConfig, fit, run
+
+# student networks with two blocks per stage where IRG-t pairs blocks inside a stage
+RUNS = {
+    "irg": dict(student="resnet14_x0.5"),
+    "irg_t": dict(student="resnet14_x0.5"),
+    "mtk": dict(student="resnet14_x0.5"),
+    "gkd": dict(student="resnet8"),
+    "rkd_d": dict(student="resnet8"),
+    "ega": dict(student="resnet8"),
+    "hkd": dict(student="resnet8", method_params={"num_negatives": 64}),
+}
+RELATIONAL = ["irg", "mtk", "gkd", "rkd_d", "ega", "hkd"]
+
+
+def test_every_graph_method_is_covered_here():
+    library = {n for n in METHODS.names() if METHODS.get(n).distiller is None or METHODS.get(n).distiller.__module__.startswith("kdbook.")}
+    assert set(RUNS) == library - {"baseline", "kd"}
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    fit(RunConfig(dataset="synthetic", model="resnet20", role="teacher", epochs=2, batch_size=32, output_dir=str(out), name="t"), quiet=True)
+    return str(out / "t" / "model.pt")
+
+
+@pytest.mark.parametrize("method", list(RUNS))
+def test_method_trains_through_the_distill_notebook(method, teacher_ckpt, tmp_path):
+    params = dict(dataset="synthetic", teacher_ckpt=teacher_ckpt, method=method, epochs=3, batch_size=32,
+                  output_dir=str(tmp_path), extra={"log_every": 5}, **RUNS[method])
+    rec = run_notebook("distill", params, log_output=False)
+    assert rec["status"] == "completed" and (tmp_path / rec["run"] / "notebook.ipynb").exists()
+    losses = [e["train"] for e in rec["epochs"]]
+    assert all(math.isfinite(v) for e in losses for v in e.values())
+    assert any(k.startswith(f"{method}.") for k in losses[0])
+    assert losses[-1]["ce"] < losses[0]["ce"]
+    if method == "hkd":
+        # as coded, HKD's own-bank negatives make its contrastive terms rise on this tiny set (see
+        # nbs/14_hkd); the CRD-consistent reading decreases, which the next test shows
+        return
+    assert losses[-1]["loss"] < losses[0]["loss"]
+
+
+def test_hkd_with_crd_negatives_decreases(teacher_ckpt, tmp_path):
+    rec = fit(RunConfig(dataset="synthetic", model="resnet8", teacher_ckpt=teacher_ckpt, method="hkd", epochs=4, batch_size=32,
+                        method_params={"num_negatives": 64, "negatives_from": "other"}, output_dir=str(tmp_path)), quiet=True)
+    loss = [e["train"]["loss"] for e in rec["epochs"]]
+    assert loss == sorted(loss, reverse=True)
+
+
+@pytest.mark.parametrize("method", RELATIONAL)
+def test_two_processes_equal_one_on_the_global_batch(method, tmp_path):
+    # Two optimiser steps (one per epoch): enough for the memory banks, heads and momentum written in step 1
+    # to be read in step 2. Longer runs are not compared: these losses amplify rounding on their own (in ONE
+    # process, nudging the initial weights by 1e-8 moves HKD's weights by 3e-4 within two steps, through its
+    # tau = 0.07 logits and kNN selection), so only the first steps can be held to float tolerance.
+    kw = dict(dataset="synthetic", model="convnet_nobn", teacher="convnet_nobn", teacher_ckpt="untrained", method=method,
+              method_params=RUNS[method].get("method_params", {}), augment=False, device="cpu", epochs=2,
+              max_steps_per_epoch=1, batch_size=32, log_every=1, output_dir=str(tmp_path))
+    one, two = run(RunConfig(name="one", **kw)), run(RunConfig(name="two", processes=2, **kw))
+    assert two["machine"]["processes"] == 2
+    for step, (e1, e2) in enumerate(zip(one["epochs"], two["epochs"])):
+        assert e1["train"].keys() == e2["train"].keys()
+        for term in e1["train"]:   # step 1: same weights, only summation order differs; step 2: after one update
+            assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-6 if step == 0 else 1e-4, abs=1e-7), (step, term)
+    a, b = read_checkpoint(tmp_path / "one" / "model.pt")["state_dict"], read_checkpoint(tmp_path / "two" / "model.pt")["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=5e-5)
+    if (tmp_path / "one" / "distiller.pt").exists():   # heads, GNNs, memory banks
+        assert two["machine"]["method_state_in_sync"] is True
+        da = torch.load(tmp_path / "one" / "distiller.pt", weights_only=True)["state_dict"]
+        db = torch.load(tmp_path / "two" / "distiller.pt", weights_only=True)["state_dict"]
+        for k in da:
+            torch.testing.assert_close(da[k], db[k], rtol=0, atol=5e-5)
+
+
+@pytest.mark.parametrize("method", list(RUNS))
+def test_method_runs_under_bf16_autocast(method, tmp_path):
+    rec = fit(RunConfig(dataset="synthetic", model=RUNS[method]["student"], teacher="resnet20", teacher_ckpt="untrained", method=method,
+                        method_params=RUNS[method].get("method_params", {}), precision="bf16", device="cpu", epochs=1,
+                        max_steps_per_epoch=3, batch_size=32, log_every=1, output_dir=str(tmp_path)), quiet=True)
+    assert rec["machine"]["compute_dtype"] == "bfloat16"
+    assert all(math.isfinite(v) for v in rec["epochs"][0]["train"].values())
+
+
+def test_hkd_resumes_bitwise_with_its_memory_banks(tmp_path):
+    kw = dict(dataset="synthetic", model="resnet8", teacher="resnet8", teacher_ckpt="untrained", method="hkd",
+              method_params={"num_negatives": 32}, epochs=3, batch_size=32, max_steps_per_epoch=6, output_dir=str(tmp_path))
+    fit(RunConfig(name="straight", **kw), quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(RunConfig(name="resumed", **kw), stop_after_epoch=1, quiet=True)
+    fit(RunConfig(name="resumed", **kw), quiet=True)
+    for f in ("model.pt", "distiller.pt"):
+        a = torch.load(tmp_path / "straight" / f, weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "resumed" / f, weights_only=True)["state_dict"]
+        for k in a:
+            assert torch.equal(a[k], b[k]), (f, k)
+
+
+def test_ega_sequential_mode_uses_a_frozen_trained_head_and_its_own_teacher_view(teacher_ckpt, tmp_path):
+    kw = dict(dataset="synthetic", model="resnet8", teacher_ckpt=teacher_ckpt, method="ega", epochs=1, batch_size=32,
+              max_steps_per_epoch=4, output_dir=str(tmp_path))
+    first = fit(RunConfig(name="simultaneous", **kw), quiet=True)
+    assert first["config"]["model"] == "resnet8+emb256" and first["distiller_checkpoint"] == "distiller.pt"
+    head = torch.load(tmp_path / "simultaneous" / "distiller.pt", weights_only=True)["state_dict"]
+    params = {"mode": "sequential", "teacher_head": str(tmp_path / "simultaneous" / "distiller.pt"), "teacher_image_size": 24}
+    seen = []
+    import kdbook.models as M
+    hook = M.StagedNet.forward
+    def spy(self, x):
+        seen.append(tuple(x.shape[-2:])); return hook(self, x)
+    M.StagedNet.forward = spy
+    try:
+        second = fit(RunConfig(name="sequential", method_params=params, **kw), quiet=True)
+    finally:
+        M.StagedNet.forward = hook
+    assert "ega.teacher_ce" not in second["epochs"][0]["train"]          # the head is not trained any more
+    after = torch.load(tmp_path / "sequential" / "distiller.pt", weights_only=True)["state_dict"]
+    for k in head:
+        if k.startswith(("embed_t.", "classify_t.")):
+            assert torch.equal(head[k], after[k]), k
+    assert (24, 24) in seen and (16, 16) in seen                        # teacher at its own size, student at the data's
