@@ -107,7 +107,8 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path):
                  "--epochs", 2, "--extra", "{log_every: 1}", "--output-dir", out, "--quiet")
     assert res.returncode == 1
     assert "the run failed" in res.stderr
-    run_dir = out / "synthetic_resnet8_nan_after_e2_s0"
+    (run_dir,) = out.iterdir()
+    assert run_dir.name == "synthetic_resnet8_nan_after@steps=3_e2_s0"   # method hyperparameters are part of the name
     rec = read_record(run_dir)
     assert rec["status"] == "failed" and "nan_after.value" in rec["error"] and "epoch 1" in rec["error"]
     assert (run_dir / "notebook.ipynb").exists()
