@@ -82,6 +82,8 @@ def measure_loss(method, batch, device, repeats):
 
 
 def measure_step(method, batch, device, steps):
+    "`method` or `kd:<other>` (Hinton KD on the network pair of <other>)."
+    method, _, pair_of = method.partition(":")
     import torch
     from kdbook.distill import DistillSetup, METHODS
     from kdbook.memory import LabelAwareNegatives
@@ -89,7 +91,7 @@ def measure_step(method, batch, device, steps):
     from kdbook.train import DistillModule, RunConfig, _fresh_accelerator, build_objective, keep_freed_memory, resolve, train_epoch
     keep_freed_memory()
     torch.manual_seed(0)
-    tname, sname = PAIRS.get(method, ("resnet32x4", "resnet8x4"))
+    tname, sname = PAIRS.get(pair_of or method, ("resnet32x4", "resnet8x4"))
     cfg = resolve(RunConfig(dataset="cifar100", model=sname, teacher=tname, teacher_ckpt="untrained", method=method,
                             method_params=PARAMS.get(method, {}), batch_size=batch, device=device), check_data=False)
     acc = _fresh_accelerator(cfg)
@@ -138,9 +140,13 @@ def main():
     steps = []
     if args.full_step:
         steps = [fresh("step", m, args.batch[0]) for m in args.methods]
-        kd = next(s["step_ms"] for s in steps if s["method"] == "kd")
-        print(f"\n| method | full step, batch {args.batch[0]} (ms) | ratio to KD step |\n|:---|---:|---:|")
-        for s in steps: print(f"| {s['method']} | {s['step_ms']} | {s['step_ms'] / kd:.3f} |")
+        kd = {pair: fresh("step", f"kd:{m}" if m in PAIRS else "kd", args.batch[0])["step_ms"]
+              for pair, m in {PAIRS.get(m, ("resnet32x4", "resnet8x4")): m for m in args.methods}.items()}
+        print(f"\n| method | pair | full step, batch {args.batch[0]} (ms) | KD step, same pair (ms) | ratio |\n|:---|:---|---:|---:|---:|")
+        for s in steps:
+            pair = PAIRS.get(s["method"], ("resnet32x4", "resnet8x4"))
+            s.update(pair="->".join(pair), kd_ms=kd[pair], ratio=round(s["step_ms"] / kd[pair], 3))
+            print(f"| {s['method']} | {s['pair']} | {s['step_ms']} | {s['kd_ms']} | {s['ratio']:.3f} |")
     if args.json:
         with open(args.json, "w") as f: json.dump({"losses": rows, "steps": steps, "device": args.device}, f, indent=2)
 

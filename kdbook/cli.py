@@ -6,14 +6,14 @@
 __all__ = ['NOTEBOOK_COMMANDS', 'registries', 'list_lines', 'notebook_parser', 'notebook_params', 'build_parser', 'main',
            'console']
 
-# %% ../nbs/30_cli.ipynb #20dcee3d
+# %% ../nbs/30_cli.ipynb #430e32e8
 import argparse, sys
 
 import yaml
 
 from .core import KDBookError
 
-# %% ../nbs/30_cli.ipynb #bfa2542b
+# %% ../nbs/30_cli.ipynb #87b79111
 def registries() -> dict:
     "The registries `kdbook list` shows."
     from kdbook.data import DATASETS
@@ -32,7 +32,7 @@ def list_lines(what: str) -> list:
     if what == "models": lines.append(f"{'tv/<name>':<{width}}  any torchvision classifier (e.g. tv/resnet18), adapted through forward hooks")
     return lines
 
-# %% ../nbs/30_cli.ipynb #49a2ef5c
+# %% ../nbs/30_cli.ipynb #8f0ecbf0
 def _value(default, text: str):
     if isinstance(default, str): return text
     try: return yaml.safe_load(text)
@@ -59,7 +59,7 @@ def notebook_params(args) -> dict:
     for name, text in args.parameter: given[name] = text
     return {k: _value(declared[k]["default"] if k in declared else None, v) for k, v in given.items()}
 
-# %% ../nbs/30_cli.ipynb #2fb300ba
+# %% ../nbs/30_cli.ipynb #8823e3a8
 NOTEBOOK_COMMANDS = {
     "train-teacher": ("train_teacher", "train a network on the labels alone (a teacher or a baseline) through nbs/experiments/train_teacher.ipynb"),
     "distill": ("distill", "distill a student from a teacher checkpoint through nbs/experiments/distill.ipynb"),
@@ -107,6 +107,9 @@ def main(argv=None) -> int:
         print("kdbook: interrupted; completed epochs are checkpointed, run the same command again to resume.", file=sys.stderr)
         return 130
     except Exception as e:
+        if type(e).__name__ == "PapermillExecutionError" and getattr(e, "ename", "") in ("KDBookError", "DatasetNotFound"):
+            print(f"kdbook: error: {e.evalue}", file=sys.stderr)   # bad input found inside the notebook
+            return KDBookError.exit_code
         print(f"kdbook: the run failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
               "The run record says failed; the executed notebook in the run folder shows where.", file=sys.stderr)
         return 1

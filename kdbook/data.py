@@ -6,9 +6,9 @@
 __all__ = ['DATASETS', 'repo_root', 'default_data_dir', 'DatasetInfo', 'Split', 'dataset_info', 'load_split', 'stratified_subset',
            'DatasetNotFound', 'offline', 'decode_images', 'read_image_folder', 'cifar10', 'cifar100', 'cifar100_coarse',
            'tinyimagenet', 'stl10', 'digits', 'synthetic', 'paper_transforms', 'IndexedDataset', 'EpochShuffle',
-           'DataBundle', 'make_loaders']
+           'DataBundle', 'training_split', 'make_loaders']
 
-# %% ../nbs/02_data.ipynb #d0c33789
+# %% ../nbs/02_data.ipynb #9d7d5ff9
 import os, pickle, tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from .core import KDBookError, Registry, check_positive
 
-# %% ../nbs/02_data.ipynb #c0c0c001
+# %% ../nbs/02_data.ipynb #870d01ac
 def repo_root() -> Path | None:
     "The kdbook checkout this package was imported from, if any."
     import kdbook
@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
     root = repo_root()
     return root / "data" if root else Path.home() / ".kdbook" / "data"
 
-# %% ../nbs/02_data.ipynb #0ee5faf6
+# %% ../nbs/02_data.ipynb #07130663
 @dataclass(frozen=True)
 class DatasetInfo:
     "What a method or model needs to know about a dataset."
@@ -72,7 +72,7 @@ def load_split(name: str, split: str, data_dir=None, download: bool = True) -> S
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     return loader(root, split, download)
 
-# %% ../nbs/02_data.ipynb #aa0e7c92
+# %% ../nbs/02_data.ipynb #545b17cb
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     "Sorted indices of `fraction` of each class of `labels`, chosen by `seed`."
     if not 0 < fraction <= 1: raise KDBookError(f"train_fraction must be in (0, 1], got {fraction!r}.")
@@ -84,7 +84,7 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch
         keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
     return torch.cat(keep).sort().values
 
-# %% ../nbs/02_data.ipynb #8eb720f0
+# %% ../nbs/02_data.ipynb #44a1e0c3
 class DatasetNotFound(KDBookError):
     "A dataset's files are not where kdbook looked."
 
@@ -104,7 +104,7 @@ def _download(name, url, md5, root, looked, how):
     try: download_and_extract_archive(url, download_root=str(root), md5=md5)
     except Exception as e: raise _not_found(name, looked, how, f"{type(e).__name__}: {e}") from None
 
-# %% ../nbs/02_data.ipynb #3af8f46d
+# %% ../nbs/02_data.ipynb #944c63d9
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def decode_images(paths: list) -> list:
@@ -138,7 +138,7 @@ def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round().clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/02_data.ipynb #6498ac9a
+# %% ../nbs/02_data.ipynb #ef0bce78
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"
 
@@ -190,7 +190,7 @@ def cifar100_coarse(root: Path, split: str, download: bool = True) -> Split:
     "CIFAR-100 with its 20 superclass labels (IRG Table 2, 'CIFAR100 coarse')."
     return _cifar100(root, split, download, "coarse_labels", "coarse_label_names", "cifar100-coarse")
 
-# %% ../nbs/02_data.ipynb #5b066bb5
+# %% ../nbs/02_data.ipynb #e133a8bf
 _TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de"
 
 @DATASETS.register("tinyimagenet", info=DatasetInfo(200, 64, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821),
@@ -225,7 +225,7 @@ def stl10(root: Path, split: str, download: bool = True) -> Split:
     except Exception as e: raise _not_found("stl10", looked, how, f"{type(e).__name__}: {e}") from None
     return Split(torch.from_numpy(ds.data.copy()), torch.from_numpy(ds.labels.astype(np.int64)), ds.classes, "stl10_binary (original)")
 
-# %% ../nbs/02_data.ipynb #22b0d195
+# %% ../nbs/02_data.ipynb #e009a897
 @DATASETS.register("digits", info=DatasetInfo(10, 32, (0.3062,) * 3, (0.3243,) * 3,
                                               "statistics of the digits training split (computed in nbs/02_data)"))
 def digits(root: Path, split: str, download: bool = True) -> Split:
@@ -240,7 +240,7 @@ def digits(root: Path, split: str, download: bool = True) -> Split:
     keep = test if split == "test" else torch.tensor(sorted(set(range(len(labels))) - set(test.tolist())))
     return Split(images[keep], labels[keep], [str(i) for i in range(10)], "sklearn digits upsampled to 32x32")
 
-# %% ../nbs/02_data.ipynb #8c73bc16
+# %% ../nbs/02_data.ipynb #52439c99
 @DATASETS.register("synthetic", info=DatasetInfo(10, 16, (0.5,) * 3, (0.25,) * 3, "by construction"))
 def synthetic(root: Path, split: str, download: bool = True) -> Split:
     "Synthetic 16x16 images: class prototypes plus noise, 640 train / 320 test, 10 classes (for tests)."
@@ -252,7 +252,7 @@ def synthetic(root: Path, split: str, download: bool = True) -> Split:
     x = 0.6 * protos[labels] + 0.4 * torch.rand(n, 3, 16, 16, generator=g)
     return Split((x * 255).round().to(torch.uint8), labels, [f"class{i}" for i in range(10)], "synthetic v1")
 
-# %% ../nbs/02_data.ipynb #0da5ae9c
+# %% ../nbs/02_data.ipynb #70c013cf
 def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image_size: int | None = None,
                      mean=None, std=None) -> v2.Compose:
     "The papers' CIFAR-style transform on uint8 image tensors."
@@ -262,7 +262,7 @@ def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean or info.mean), list(std or info.std))]
     return v2.Compose(steps)
 
-# %% ../nbs/02_data.ipynb #528c6925
+# %% ../nbs/02_data.ipynb #21f6230f
 class IndexedDataset(Dataset):
     "Items are dicts: one entry per view (default `image`), plus `label`, `index` and any extras."
     def __init__(self, split: Split, views: dict, extras: list | None = None):
@@ -282,7 +282,7 @@ class IndexedDataset(Dataset):
         for extra in self.extras: item.update(extra(i, label))
         return item
 
-# %% ../nbs/02_data.ipynb #035580ad
+# %% ../nbs/02_data.ipynb #46867882
 class EpochShuffle(Sampler):
     "A fresh permutation of `range(n)` per epoch, determined by `(seed, epoch)` alone."
     def __init__(self, n: int, seed: int):
@@ -293,7 +293,7 @@ class EpochShuffle(Sampler):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
-# %% ../nbs/02_data.ipynb #6d33e9b2
+# %% ../nbs/02_data.ipynb #30dfae4b
 @dataclass
 class DataBundle:
     "Everything a run needs from the data side."
@@ -304,6 +304,11 @@ class DataBundle:
     num_train: int
     classes: list = field(default_factory=list)
 
+def training_split(dataset: str, data_dir=None, train_fraction: float = 1.0, subset_seed: int = 0, download: bool = True) -> Split:
+    "The training split a run uses: the whole set or its stratified, seeded `train_fraction`."
+    train = load_split(dataset, "train", data_dir, download)
+    return train if train_fraction == 1.0 else train.subset(stratified_subset(train.labels, train_fraction, subset_seed))
+
 def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, train_fraction: float = 1.0,
                  subset_seed: int | None = None, augment: bool = True, image_size: int | None = None,
                  num_workers: int = 0, eval_batch_size: int = 256, download: bool = True,
@@ -311,9 +316,8 @@ def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, tr
     "Train and test loaders for `dataset` with the papers' transforms; `extras(train_split)` gives item extras."
     check_positive("batch_size", batch_size)
     info = dataset_info(dataset)
-    train, test = load_split(dataset, "train", data_dir, download), load_split(dataset, "test", data_dir, download)
-    if train_fraction != 1.0:
-        train = train.subset(stratified_subset(train.labels, train_fraction, seed if subset_seed is None else subset_seed))
+    train = training_split(dataset, data_dir, train_fraction, seed if subset_seed is None else subset_seed, download)
+    test = load_split(dataset, "test", data_dir, download)
     tr_views = {"image": paper_transforms(info, True, augment, image_size), **(extra_views or {})}
     te_views = {"image": paper_transforms(info, False, image_size=image_size)}
     train_ds, test_ds = IndexedDataset(train, tr_views, extras(train) if extras else None), IndexedDataset(test, te_views)

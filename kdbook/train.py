@@ -8,7 +8,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConf
            'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
            'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'save_method_state', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #5164b769
+# %% ../nbs/20_train.ipynb #2ee57942
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -18,12 +18,12 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .core import Features, KDBookError, check_positive, seed_everything, unknown_choice
-from .data import DATASETS, dataset_info, load_split, make_loaders
-from .distill import METHODS, DistillSetup, Objective
+from .data import DATASETS, dataset_info, load_split, make_loaders, training_split
+from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #26003658
+# %% ../nbs/20_train.ipynb #46aed46f
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -92,7 +92,7 @@ def _check_types(cfg: RunConfig):
             names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
             raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
 
-# %% ../nbs/20_train.ipynb #f7341390
+# %% ../nbs/20_train.ipynb #152f6360
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -158,7 +158,11 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
                 raise KDBookError(f"teacher checkpoint {c.teacher_ckpt!r} has {ckpt['num_classes']} classes; dataset {c.dataset!r} has {num_classes}.")
             c.teacher = ckpt["model"]
     if not c.name: c.name = run_name(c)
-    if check_data: load_split(c.dataset, "test", c.data_dir or None)
+    if check_data:
+        load_split(c.dataset, "test", c.data_dir or None)
+        if spec.distiller is not None and spec.distiller.data_extras.__func__ is not Distiller.data_extras.__func__:
+            # the method's data side (label-aware negatives...) refuses impossible requests here, before a run folder exists
+            spec.distiller.data_extras(hp, training_split(c.dataset, c.data_dir or None, c.train_fraction, c.subset_seed), c.seed)
     return c
 
 def run_name(c: RunConfig) -> str:
@@ -171,7 +175,7 @@ def run_name(c: RunConfig) -> str:
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #cbd3d3e4
+# %% ../nbs/20_train.ipynb #087f1abf
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -197,14 +201,14 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #a57a8ccf
+# %% ../nbs/20_train.ipynb #6e510d72
 def step_schedule(optimizer, milestones, decay):
     "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
     factor = lambda e: decay ** sum(e >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #cb3a6994
+# %% ../nbs/20_train.ipynb #f21a28f9
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -230,7 +234,7 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #d93a6d4d
+# %% ../nbs/20_train.ipynb #a7094b67
 class LineProgress:
     "A progress report for logs: one line every `interval` seconds."
     def __init__(self, total, desc, interval=30.0):
@@ -250,7 +254,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
-# %% ../nbs/20_train.ipynb #6dd4ca81
+# %% ../nbs/20_train.ipynb #85410ad4
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -310,7 +314,7 @@ def evaluate(accelerator, model: nn.Module, loader) -> dict:
         n += labels.numel()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #8078e7ca
+# %% ../nbs/20_train.ipynb #3c388ef3
 def keep_freed_memory() -> bool:
     "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
     import ctypes, platform
@@ -320,7 +324,7 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-# %% ../nbs/20_train.ipynb #ca33cf22
+# %% ../nbs/20_train.ipynb #368acd8c
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
@@ -477,7 +481,7 @@ def save_method_state(path, method: str, distiller: nn.Module):
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #bd470f29
+# %% ../nbs/20_train.ipynb #c7feee8b
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)

@@ -112,3 +112,13 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path):
     rec = read_record(run_dir)
     assert rec["status"] == "failed" and "nan_after.value" in rec["error"] and "epoch 1" in rec["error"]
     assert (run_dir / "notebook.ipynb").exists()
+
+
+def test_too_many_negatives_is_bad_input_before_any_run_folder(tmp_path, capsys, monkeypatch, resnet8_ckpt):
+    from kdbook.cli import main
+    monkeypatch.setenv("KDBOOK_OFFLINE", "1")
+    out = tmp_path / "out"
+    code = main(["distill", "--dataset", "synthetic", "--method", "hkd", "--teacher-ckpt", str(resnet8_ckpt), "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "16384 negatives per sample asked for, but the training set offers at most 576" in err
+    assert not out.exists()

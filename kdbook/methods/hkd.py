@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['NEGATIVE_SOURCES', 'hkd_graph', 'HolisticGNN', 'hkd_contrast', 'smoothed_target', 'HKDParams', 'HKD']
 
-# %% ../../nbs/14_hkd.ipynb #41a3547f
+# %% ../../nbs/14_hkd.ipynb #20580c1e
 import math
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ from ..distill import Distiller, register_method
 from ..graphs import knn_edge_index, knn_indices
 from ..memory import LabelAwareNegatives, MemoryBank, info_nce, info_nce_logits
 
-# %% ../../nbs/14_hkd.ipynb #eff9c550
+# %% ../../nbs/14_hkd.ipynb #e332cee8
 def hkd_graph(logits: torch.Tensor, k: int = 8) -> torch.Tensor:
     "HKD's `edge_index`: k nearest samples (self included) by cosine distance of softmax outputs, neighbour -> centre."
     p = F.softmax(logits.detach().float(), dim=1)
@@ -27,7 +27,7 @@ def hkd_graph(logits: torch.Tensor, k: int = 8) -> torch.Tensor:
     dist = dist.fill_diagonal_(-1.0)   # each node its own nearest neighbour
     return knn_edge_index(knn_indices(dist, k, largest=False))
 
-# %% ../../nbs/14_hkd.ipynb #13045d99
+# %% ../../nbs/14_hkd.ipynb #661f3fa4
 class HolisticGNN(nn.Module):
     "TAGConv (torch-geometric) over the kNN graph, then L2 normalisation; DGL's TAGConv initialisation."
     def __init__(self, dim: int = 128, hops: int = 1):
@@ -42,7 +42,7 @@ class HolisticGNN(nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.conv(x, edge_index), dim=1)
 
-# %% ../../nbs/14_hkd.ipynb #49d50411
+# %% ../../nbs/14_hkd.ipynb #a1d01a8c
 def hkd_contrast(anchor_s, anchor_t, pos_for_s, pos_for_t, neg_bank_s: MemoryBank, neg_bank_t: MemoryBank,
                  negatives: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
     "InfoNCE of student anchors plus InfoNCE of teacher anchors, each against its positive and its bank's negatives."
@@ -53,7 +53,7 @@ def smoothed_target(bank_rows: torch.Tensor, holistic: torch.Tensor, keep: float
     "The holistic positive: `normalize(keep * bank row + (1 - keep) * holistic embedding)`, no gradient."
     return F.normalize(keep * bank_rows + (1 - keep) * holistic.detach(), dim=1)
 
-# %% ../../nbs/14_hkd.ipynb #cee52f93
+# %% ../../nbs/14_hkd.ipynb #e90772ad
 NEGATIVE_SOURCES = ("own", "other")
 
 @dataclass
