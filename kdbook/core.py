@@ -6,7 +6,7 @@
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'Entry', 'Registry', 'load_plugins', 'Features', 'seed_everything',
            'in_test', 'atomic_write_text', 'atomic_write_json']
 
-# %% ../nbs/00_core.ipynb #54fdfd55
+# %% ../nbs/00_core.ipynb #ea44e524
 import dataclasses, difflib, inspect, json, os, random, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #22a48ab2
+# %% ../nbs/00_core.ipynb #fe1b6ee3
 class KDBookError(Exception):
     "An error in what the user asked for; the message names the value and the valid choices."
     exit_code = 2
@@ -33,7 +33,7 @@ def check_positive(name: str, value, kind=int):
         raise KDBookError(f"{name} must be a positive {kind.__name__}, got {value!r}.")
     return value
 
-# %% ../nbs/00_core.ipynb #a2e61dfc
+# %% ../nbs/00_core.ipynb #73533fd5
 @dataclass
 class Entry:
     "A registered object with its name, one-line summary and metadata."
@@ -100,7 +100,7 @@ def load_plugins():
             try: importlib.import_module(name)
             except ImportError as e: raise KDBookError(f"KDBOOK_PLUGINS names {name!r}, which cannot be imported ({e}).") from None
 
-# %% ../nbs/00_core.ipynb #9d8688b5
+# %% ../nbs/00_core.ipynb #ac3d70ef
 @dataclass
 class Features:
     "The representations of one batch: stem, blocks per stage, stage outputs, pooled vector, logits."
@@ -112,15 +112,19 @@ class Features:
 
     def map(self, fn: Callable) -> "Features":
         "A new `Features` with `fn` applied to every tensor (detach, cast, gather, shape...)."
-        return Features(logits=fn(self.logits), pooled=fn(self.pooled), stages=[fn(s) for s in self.stages],
+        return Features(logits=None if self.logits is None else fn(self.logits), pooled=fn(self.pooled), stages=[fn(s) for s in self.stages],
                         blocks=[[fn(b) for b in stage] for stage in self.blocks],
                         stem=None if self.stem is None else fn(self.stem))
 
     def shapes(self) -> "Features":
         "Per-sample shapes (batch dimension dropped), the form a `Distiller` is built from."
-        return self.map(lambda t: tuple(t.shape[1:]))
+        return self.map(lambda t: None if t is None else tuple(t.shape[1:]))
 
-# %% ../nbs/00_core.ipynb #9134acfa
+    def feat_list(self) -> list:
+        "RepDistiller's `is_feat` list: the stem (if any), every stage output, the pooled vector."
+        return ([self.stem] if self.stem is not None else []) + list(self.stages) + [self.pooled]
+
+# %% ../nbs/00_core.ipynb #5c70a3ab
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (all devices) with `seed`."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -129,7 +133,7 @@ def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."
     return bool(os.environ.get("IN_TEST"))
 
-# %% ../nbs/00_core.ipynb #243fa203
+# %% ../nbs/00_core.ipynb #00b76c57
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder, fsync, `os.replace`)."
     path = Path(path)

@@ -6,7 +6,7 @@
 __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'MethodSpec', 'register_method', 'world_size', 'gather_global', 'select',
            'Objective']
 
-# %% ../nbs/04_distill.ipynb #dc85478f
+# %% ../nbs/04_distill.ipynb #16a8d021
 import dataclasses, importlib, pkgutil
 from dataclasses import dataclass, field, fields
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry, unknown_choice
 
-# %% ../nbs/04_distill.ipynb #6fa0ec70
+# %% ../nbs/04_distill.ipynb #9cf293ec
 @dataclass
 class DistillSetup:
     "What a distiller may need besides feature shapes."
@@ -61,7 +61,18 @@ class Distiller(nn.Module):
         "Item extras `(index, label) -> dict` for training items (CRD/HKD's label-aware negatives)."
         return []
 
-# %% ../nbs/04_distill.ipynb #bb63c46c
+    # A method may train in two phases: `init_epochs(hp)` epochs of `init_loss` alone (no CE, no KD,
+    # constant lr; RepDistiller's FSP, FitNets' hint stage), then the main training.
+    @classmethod
+    def init_epochs(cls, hp) -> int:
+        "Epochs of the initialisation phase (default: the `init_epochs` hyperparameter, else 0)."
+        return int(getattr(hp, "init_epochs", 0) or 0)
+
+    def init_loss(self, student: Features, teacher: Features, batch: dict) -> dict:
+        "The named loss terms of the initialisation phase."
+        raise NotImplementedError(f"{type(self).__name__} has no initialisation phase.")
+
+# %% ../nbs/04_distill.ipynb #68c05d90
 @dataclass
 class MethodSpec:
     "How to build a method and weigh it: `gamma*CE + alpha*KD + beta*method`."
@@ -111,7 +122,7 @@ def register_method(name: str, *, params: type | None = None, gamma: float = 1.0
         return cls
     return deco
 
-# %% ../nbs/04_distill.ipynb #0d80e370
+# %% ../nbs/04_distill.ipynb #31df9443
 def world_size() -> int: return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -147,7 +158,7 @@ def select(feats: Features | None, needs, fn) -> Features | None:
                     blocks=[[fn(b) for b in bl] for bl in feats.blocks] if "blocks" in needs else [],
                     stem=fn(feats.stem) if "stem" in needs and feats.stem is not None else None)
 
-# %% ../nbs/04_distill.ipynb #7429d3c9
+# %% ../nbs/04_distill.ipynb #035b5cde
 class Objective(nn.Module):
     "`gamma*CE + alpha*KD + beta*method`, as a dict of named, weighted terms."
     def __init__(self, method: str, gamma: float, alpha: float, beta: float, kd: nn.Module | None = None,
@@ -155,22 +166,26 @@ class Objective(nn.Module):
         super().__init__()
         self.method, self.gamma, self.alpha, self.beta = method, gamma, alpha, beta
         self.kd, self.distiller = kd, distiller
+        self.phase = "main"   # or "init": the method's initialisation loss alone
 
     def forward(self, student: Features, teacher: Features | None, batch: dict) -> dict:
         device_type = student.logits.device.type
         with torch.autocast(device_type=device_type, enabled=False):
             terms = {}
-            if self.gamma: terms["ce"] = self.gamma * F.cross_entropy(student.logits.float(), batch["label"])
-            if self.alpha:
+            if self.phase == "main" and self.gamma: terms["ce"] = self.gamma * F.cross_entropy(student.logits.float(), batch["label"])
+            if self.phase == "main" and self.alpha:
                 terms["kd"] = self.alpha * self.kd(student.logits.float(), teacher.logits.float())
-            if self.distiller is not None and self.beta:
+            if self.distiller is not None and (self.beta or self.phase == "init"):
                 d = self.distiller
                 fp32 = lambda t: t.float()
                 s, t, b = select(student, d.needs, fp32), select(teacher, d.needs, fp32), batch
                 if d.relational and world_size() > 1:
                     s, t = select(s, d.needs, gather_global), select(t, d.needs, gather_global)
                     b = {k: gather_global(v) for k, v in batch.items() if torch.is_tensor(v) and not _is_view(k)}
-                for name, value in d(s, t, b).items(): terms[f"{self.method}.{name}"] = self.beta * value
+                if self.phase == "init":
+                    terms.update({f"{self.method}.{k}": v for k, v in d.init_loss(s, t, b).items()})
+                else:
+                    for name, value in d(s, t, b).items(): terms[f"{self.method}.{name}"] = self.beta * value
         return terms
 
 def _is_view(key: str) -> bool: return key == "image" or key.endswith("_image")

@@ -6,14 +6,14 @@
 __all__ = ['RECORD_FORMAT', 'RECORD_NAME', 'git_commit', 'environment', 'now', 'new_record', 'add_epoch', 'finish',
            'write_record', 'read_record']
 
-# %% ../nbs/21_results.ipynb #b4372a0f
+# %% ../nbs/21_results.ipynb #860121e6
 import json, platform, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .core import KDBookError, atomic_write_json
 
-# %% ../nbs/21_results.ipynb #f19c2046
+# %% ../nbs/21_results.ipynb #0e645586
 RECORD_FORMAT = "kdbook-run-1"
 RECORD_NAME = "record.json"
 
@@ -38,7 +38,7 @@ def environment() -> dict:
 
 def now() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-# %% ../nbs/21_results.ipynb #e74ae9b3
+# %% ../nbs/21_results.ipynb #c3eac965
 def new_record(run: str, kind: str, config: dict, **fields) -> dict:
     "A fresh record in state `running`."
     return {"format": RECORD_FORMAT, "run": run, "kind": kind, "status": "running", "error": None,
@@ -46,8 +46,9 @@ def new_record(run: str, kind: str, config: dict, **fields) -> dict:
             "best_epoch": None, "timings": {"started": now(), "finished": None, "seconds": 0.0}, **fields}
 
 def add_epoch(record: dict, metrics: dict) -> dict:
-    "Append one epoch's metrics and update last/best test top-1 (the best is the earliest maximum)."
+    "Append one epoch's metrics and update last/best test top-1 (the earliest maximum; main-phase epochs only)."
     record["epochs"].append(metrics)
+    if metrics.get("phase", "main") != "main": return record   # an initialisation phase does not train the classifier
     top1 = metrics["test_top1"]
     record["last_top1"] = top1
     if record["best_top1"] is None or top1 > record["best_top1"]:

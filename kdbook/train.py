@@ -8,7 +8,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConf
            'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
            'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'save_method_state', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #2ee57942
+# %% ../nbs/20_train.ipynb #9d90a0a1
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -23,7 +23,7 @@ from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #46aed46f
+# %% ../nbs/20_train.ipynb #779e9a2c
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -92,7 +92,7 @@ def _check_types(cfg: RunConfig):
             names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
             raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
 
-# %% ../nbs/20_train.ipynb #152f6360
+# %% ../nbs/20_train.ipynb #1bbddd02
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -175,7 +175,7 @@ def run_name(c: RunConfig) -> str:
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #087f1abf
+# %% ../nbs/20_train.ipynb #05528b55
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -201,14 +201,14 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #6e510d72
+# %% ../nbs/20_train.ipynb #4d0ccd13
 def step_schedule(optimizer, milestones, decay):
     "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
     factor = lambda e: decay ** sum(e >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #f21a28f9
+# %% ../nbs/20_train.ipynb #dfdaa974
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -234,7 +234,7 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #a7094b67
+# %% ../nbs/20_train.ipynb #3c932014
 class LineProgress:
     "A progress report for logs: one line every `interval` seconds."
     def __init__(self, total, desc, interval=30.0):
@@ -254,7 +254,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
-# %% ../nbs/20_train.ipynb #85410ad4
+# %% ../nbs/20_train.ipynb #1df7c70b
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -314,7 +314,7 @@ def evaluate(accelerator, model: nn.Module, loader) -> dict:
         n += labels.numel()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #3c388ef3
+# %% ../nbs/20_train.ipynb #2f5a6e18
 def keep_freed_memory() -> bool:
     "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
     import ctypes, platform
@@ -324,17 +324,19 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-# %% ../nbs/20_train.ipynb #368acd8c
+# %% ../nbs/20_train.ipynb #6432f232
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)   # one process may run several fits
-    distiller = METHODS.get(cfg.method).distiller
+    spec = METHODS.get(cfg.method)
+    d = spec.distiller
+    # parameters without a gradient in some step (HKD's small-batch branch, the classifier during an init phase)
+    unused = bool(d and (d.find_unused_parameters or d.init_epochs(spec.make_params(cfg.method_params))))
     return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
                        dataloader_config=DataLoaderConfiguration(split_batches=True),
-                       kwargs_handlers=[DistributedDataParallelKwargs(
-                           find_unused_parameters=bool(distiller and distiller.find_unused_parameters))])
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)])
 
 def _sha256(path) -> str:
     h = hashlib.sha256()
@@ -423,30 +425,37 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
         record["status"], record["error"] = "running", None
     if main: write_record(run_dir, record)
 
+    init_epochs = method.init_epochs(hp) if method is not None else 0
+    total = init_epochs + cfg.epochs
+    objective = accelerator.unwrap_model(module).objective
     start, epoch = time.time(), progress.epoch
     try:
-        for epoch in range(progress.epoch, cfg.epochs):
+        for epoch in range(progress.epoch, total):
             t0 = time.time()
+            phase = "init" if epoch < init_epochs else "main"
+            objective.phase = phase
+            if init_epochs and epoch == init_epochs:
+                optimizer.optimizer.state.clear()   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
             train_dl.set_epoch(epoch); data.train.dataset.set_epoch(epoch)
             steps = len(train_dl) if not cfg.max_steps_per_epoch else min(len(train_dl), cfg.max_steps_per_epoch)
-            bar = progress_bar(steps, f"epoch {epoch + 1}/{cfg.epochs}", main and not quiet)
+            bar = progress_bar(steps, f"epoch {epoch + 1}/{total}" + (" (init)" if phase == "init" else ""), main and not quiet)
             lr = optimizer.param_groups[0]["lr"]
             metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar)
             if bar is not None: bar.close()
             t1 = time.time()
             metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl))
-            scheduler.step()
-            add_epoch(record, {"epoch": epoch + 1, "lr": lr, **metrics, "train_seconds": round(t1 - t0, 3),
+            if phase == "main": scheduler.step()   # the init phase runs at the constant initial lr
+            add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **metrics, "train_seconds": round(t1 - t0, 3),
                                "eval_seconds": round(time.time() - t1, 3)})
             record["timings"]["seconds"] = round(record["timings"]["seconds"] + time.time() - t0, 3)
             progress.epoch, progress.record = epoch + 1, record
             save_checkpoint_dir(accelerator, run_dir, epoch + 1)
             if main: write_record(run_dir, record)
             terms = ", ".join(f"{k} {v:.4f}" for k, v in metrics["train"].items() if k != "loss")
-            say(f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['train']['loss']:.4f} ({terms})  "
-                f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% (best {record['best_top1']:.2f}%)  "
-                f"{time.time() - t0:.1f}s")
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+            best = f"best {record['best_top1']:.2f}%" if record["best_top1"] is not None else "init phase"
+            say(f"epoch {epoch + 1}/{total}  loss {metrics['train']['loss']:.4f} ({terms})  "
+                f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% ({best})  {time.time() - t0:.1f}s")
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < total:
                 raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as asked")
         final = accelerator.unwrap_model(module)
         if accelerator.num_processes > 1 and final.objective.distiller is not None:
@@ -481,7 +490,7 @@ def save_method_state(path, method: str, distiller: nn.Module):
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #c7feee8b
+# %% ../nbs/20_train.ipynb #1427106a
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)
