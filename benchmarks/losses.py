@@ -4,8 +4,9 @@ of each method's full distillation step relative to a KD-only step.
 Loss part: the features of resnet32x4 (teacher) and resnet8x4 (student) for a batch of CIFAR-size images are
 computed once; the student's become leaf tensors, so the timing covers the loss (and its heads, GNNs, memory
 banks) forward and backward, not the networks. IRG-t and MTK pair blocks inside a stage, which resnet8x4 (one
-block per stage) does not have: they are measured on IRG's own pair, resnet20 -> resnet14_x0.5. HKD runs with
-its paper settings: a memory bank of N = 50000 rows and K = 16384 label-aware negatives per sample.
+block per stage) does not have: they are measured on IRG's own pair, resnet20 -> resnet14_x0.5. HKD and CRD run
+with their paper settings: memory banks of N = 50000 rows and K = 16384 label-aware negatives per sample. FSP's
+loss is its initialisation phase's; Rocket's includes its booster (resnet32x4's upper stages).
 
 Full step: teacher forward, student forward and backward, the objective, SGD step, through kdbook's trainer
 step (`kdbook.train.train_epoch`), compared with the same for Hinton KD.
@@ -18,7 +19,8 @@ during the measured calls, above what the inputs already use. Each method is mea
 """
 import argparse, json, os, statistics, subprocess, sys, time
 
-LOSS_METHODS = ["kd", "irg", "irg_t", "mtk", "gkd", "rkd_d", "ega", "hkd"]
+LOSS_METHODS = ["kd", "irg", "irg_t", "mtk", "gkd", "rkd_d", "ega", "hkd",
+                "fitnet", "at", "fsp", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "rocket"]
 PAIRS = {"irg_t": ("resnet20", "resnet14_x0.5"), "mtk": ("resnet20", "resnet14_x0.5")}
 PARAMS = {"hkd": {}}   # paper settings: N = 50000 via num_train, K = 16384 default
 
@@ -59,11 +61,13 @@ def measure_loss(method, batch, device, repeats):
         loss_fn, params = (lambda: KDLoss(4.0)(s.logits, t.logits)), []
     else:
         d = spec.distiller(s.shapes(), t.shapes(), DistillSetup(100, n_train, batch, sname, tname), hp).to(device)
-        if method == "hkd":   # the data side's negatives: K indices of other classes per sample
+        if hasattr(hp, "num_negatives"):   # HKD, CRD: the data side's K indices of other classes per sample
             from kdbook.memory import LabelAwareNegatives
             neg = LabelAwareNegatives(torch.arange(n_train) % 100, hp.num_negatives)
             batch_d["negatives"] = torch.stack([neg(int(i), int(i) % 100)["negatives"] for i in batch_d["index"].cpu()]).to(device)
-        loss_fn = lambda: sum(d(s, t, batch_d).values())
+        # a method whose loss lives in its initialisation phase (FSP) is timed there
+        terms = (lambda: d.init_loss(s, t, batch_d)) if spec.distiller.init_epochs(hp) and not d(s, t, batch_d) else (lambda: d(s, t, batch_d))
+        loss_fn = lambda: sum(terms().values())
     def step():
         loss = loss_fn(); loss.backward()
         for v in (s.logits, s.pooled, *s.stages, *[b for st in s.blocks for b in st]): v.grad = None
@@ -102,7 +106,7 @@ def measure_step(method, batch, device, steps):
     groups = [{"params": list(student.parameters())}] + (module.objective.distiller.param_groups() if module.objective.distiller else [])
     opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=5e-4)
     module, opt = acc.prepare(module, opt)
-    neg = LabelAwareNegatives(torch.arange(50000) % 100, 16384) if method == "hkd" else None
+    neg = LabelAwareNegatives(torch.arange(50000) % 100, 16384) if method in ("hkd", "crd") else None
     batches = []
     for _ in range(steps):
         idx = torch.randperm(50000)[:batch]

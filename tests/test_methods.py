@@ -31,6 +31,7 @@ RUNS = {
     "crd": dict(student="resnet8", method_params={"num_negatives": 64}),
     "nce": dict(student="resnet8"),
     "ccl": dict(student="resnet8"),
+    "rocket": dict(student="resnet14_x0.5", method_params={"booster": "resnet20"}),   # no teacher needed
 }
 MULTIPROCESS = [   # relational ones must see the global batch; AT and FSP checked too
     "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp"]

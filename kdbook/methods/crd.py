@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['nce_contrast_loss', 'CRDParams', 'CRD']
 
-# %% ../../nbs/15h_crd.ipynb #3bd307d9
+# %% ../../nbs/15h_crd.ipynb #946380e2
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +16,7 @@ from ..core import KDBookError
 from ..distill import Distiller, register_method
 from ..memory import LabelAwareNegatives, MemoryBank
 
-# %% ../../nbs/15h_crd.ipynb #f0ed6c13
+# %% ../../nbs/15h_crd.ipynb #36638ae8
 def nce_contrast_loss(scores: torch.Tensor, n_data: int, eps: float = 1e-7) -> torch.Tensor:
     "CRD's NCE loss on `B x (1 + K)` normalised scores `exp(<v,u>/tau)/Z`, the positive first."
     m = scores.shape[1] - 1
@@ -26,7 +26,7 @@ def nce_contrast_loss(scores: torch.Tensor, n_data: int, eps: float = 1e-7) -> t
     log_d0 = torch.log(noise / (neg + noise + eps))
     return -(log_d1.sum() + log_d0.sum()) / len(scores)
 
-# %% ../../nbs/15h_crd.ipynb #d1930efe
+# %% ../../nbs/15h_crd.ipynb #cd9d93d9
 @dataclass
 class CRDParams:
     "CRD hyperparameters (defaults: RepDistiller train_student.py)."
@@ -53,6 +53,7 @@ class CRD(Distiller):
         self.mem_s = MemoryBank(setup.num_train, hp.feat_dim, hp.momentum)    # memory_v1: student embeddings
         self.mem_t = MemoryBank(setup.num_train, hp.feat_dim, hp.momentum)    # memory_v2: teacher embeddings
         self.register_buffer("z", torch.full((2,), -1.0))                       # Z of the student and teacher anchors
+        self._z_known = False    # read the buffer once per process (after any resume), not at every step
 
     def forward(self, s, t, batch) -> dict:
         hp, idx = self.hp, batch["index"]
@@ -60,9 +61,11 @@ class CRD(Distiller):
         cand = torch.cat([idx[:, None], batch["negatives"]], dim=1)          # exact mode: the positive first
         e_s = torch.exp(self.mem_t.dots(v_s, cand) / hp.tau)                 # student anchor, teacher bank
         e_t = torch.exp(self.mem_s.dots(v_t, cand) / hp.tau)                 # teacher anchor, student bank
-        if self.z[0] < 0:                                                    # set once, from the first batch
-            n = self.setup.num_train
-            self.z = torch.stack([e_s.detach().mean() * n, e_t.detach().mean() * n])
+        if not self._z_known:
+            if self.z[0] < 0:                                                # set once, from the first batch
+                n = self.setup.num_train
+                self.z = torch.stack([e_s.detach().mean() * n, e_t.detach().mean() * n])
+            self._z_known = True
         loss = nce_contrast_loss(e_s / self.z[0], self.setup.num_train) + nce_contrast_loss(e_t / self.z[1], self.setup.num_train)
         self.mem_s.update(idx, v_s); self.mem_t.update(idx, v_t)
         return {"contrast": loss}

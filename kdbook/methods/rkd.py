@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['rkd_distance_loss', 'unit_directions', 'rkd_angle_loss', 'RKDParams', 'RKD']
 
-# %% ../../nbs/15g_rkd.ipynb #023f06e8
+# %% ../../nbs/15g_rkd.ipynb #e9c2e6e6
 from dataclasses import dataclass
 
 import torch
@@ -14,16 +14,16 @@ import torch.nn.functional as F
 from ..distill import Distiller, register_method
 from ..graphs import flat, pairwise_dists
 
-# %% ../../nbs/15g_rkd.ipynb #1ef33d4f
+# %% ../../nbs/15g_rkd.ipynb #f7f0d867
 def rkd_distance_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
     "Huber loss between mean-normalised pairwise distances, mean over all `N^2` pairs (teacher without gradient)."
     if len(f_s) < 2: return flat(f_s).sum() * 0
+    positive_mean = lambda d: d.sum() / (d > 0).sum()   # the mean of the positive entries, without a host sync
     with torch.no_grad():
         d_t = pairwise_dists(f_t)
-        d_t = d_t / d_t[d_t > 0].mean()
+        d_t = d_t / positive_mean(d_t)
     d_s = pairwise_dists(f_s)
-    d_s = d_s / d_s[d_s > 0].mean()
-    return F.smooth_l1_loss(d_s, d_t)
+    return F.smooth_l1_loss(d_s / positive_mean(d_s), d_t)
 
 def unit_directions(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     "`N x N x D` unit vectors `(x_j - x_i) / |x_j - x_i|`; a zero difference gets a zero vector and zero gradient."
@@ -41,7 +41,7 @@ def rkd_angle_loss(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
     e_s = unit_directions(f_s)
     return F.smooth_l1_loss(torch.bmm(e_s, e_s.transpose(1, 2)), a_t)
 
-# %% ../../nbs/15g_rkd.ipynb #888144cd
+# %% ../../nbs/15g_rkd.ipynb #d67c0d92
 @dataclass
 class RKDParams:
     "RKD hyperparameters (defaults: RepDistiller RKDLoss and the official code)."
