@@ -8,7 +8,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConf
            'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
            'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'save_method_state', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #9d90a0a1
+# %% ../nbs/20_train.ipynb #1836a645
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -23,7 +23,7 @@ from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #779e9a2c
+# %% ../nbs/20_train.ipynb #c12725c5
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -92,7 +92,7 @@ def _check_types(cfg: RunConfig):
             names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
             raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
 
-# %% ../nbs/20_train.ipynb #1bbddd02
+# %% ../nbs/20_train.ipynb #dc026de2
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -175,7 +175,7 @@ def run_name(c: RunConfig) -> str:
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #05528b55
+# %% ../nbs/20_train.ipynb #dfaa8cab
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -201,14 +201,14 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #4d0ccd13
+# %% ../nbs/20_train.ipynb #17981b85
 def step_schedule(optimizer, milestones, decay):
     "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
     factor = lambda e: decay ** sum(e >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #dfdaa974
+# %% ../nbs/20_train.ipynb #a8735a6c
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -234,7 +234,7 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #3c932014
+# %% ../nbs/20_train.ipynb #cd03802c
 class LineProgress:
     "A progress report for logs: one line every `interval` seconds."
     def __init__(self, total, desc, interval=30.0):
@@ -254,7 +254,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
-# %% ../nbs/20_train.ipynb #1df7c70b
+# %% ../nbs/20_train.ipynb #83744b2d
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -304,17 +304,18 @@ def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg
 def evaluate(accelerator, model: nn.Module, loader) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy on `loader`, over all processes (padding dropped)."
     model.eval()
-    correct = loss = n = 0
+    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)   # correct, summed loss, count
     for batch in loader:
         with accelerator.autocast():
             logits = model(batch["image"]).logits
         logits, labels = accelerator.gather_for_metrics((logits.float(), batch["label"]))
-        correct += (logits.argmax(1) == labels).sum().item()
-        loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        n += labels.numel()
+        totals += torch.stack([(logits.argmax(1) == labels).sum().double(),
+                               nn.functional.cross_entropy(logits, labels, reduction="sum").double(),
+                               torch.tensor(float(labels.numel()), dtype=torch.float64, device=labels.device)])
+    correct, loss, n = totals.tolist()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #2f5a6e18
+# %% ../nbs/20_train.ipynb #ca1e3af7
 def keep_freed_memory() -> bool:
     "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
     import ctypes, platform
@@ -324,7 +325,7 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-# %% ../nbs/20_train.ipynb #6432f232
+# %% ../nbs/20_train.ipynb #cf6e2445
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
@@ -355,7 +356,8 @@ def _compute_dtype(module, x) -> str:
 
 def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = False) -> dict:
     "Train the run described by `cfg` (resuming if possible); return its record."
-    cfg = resolve(cfg)
+    # data problems surface in make_loaders below, with the same messages, before anything is written
+    cfg = resolve(cfg, check_data=False)
     run_dir = Path(cfg.output_dir) / cfg.name
     if (run_dir / RECORD_NAME).exists():
         old = read_record(run_dir)
@@ -490,7 +492,7 @@ def save_method_state(path, method: str, distiller: nn.Module):
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #1427106a
+# %% ../nbs/20_train.ipynb #5de22043
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)
