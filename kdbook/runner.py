@@ -6,7 +6,7 @@
 __all__ = ['EXPERIMENTS', 'notebooks_dir', 'notebook_path', 'notebook_parameters', 'smoke_config', 'teacher_config',
            'distill_config', 'prepare', 'run_notebook', 'demo']
 
-# %% ../nbs/22_runner.ipynb #048e0cd2
+# %% ../nbs/22_runner.ipynb #e11b9d5f
 import ast, dataclasses, json, logging, os, sys, tempfile, traceback
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from .core import KDBookError, Registry, in_test, unknown_choice
 from .results import RECORD_NAME, finish, new_record, read_record, write_record
 from .train import RunConfig, resolve
 
-# %% ../nbs/22_runner.ipynb #b82174e5
+# %% ../nbs/22_runner.ipynb #ceaa1e50
 EXPERIMENTS = Registry("experiment")
 
 def notebooks_dir() -> Path:
@@ -38,7 +38,7 @@ def notebook_parameters(name: str) -> dict:
     return {k: {"default": ast.literal_eval(v["default"]), "help": v["help"]}
             for k, v in pm.inspect_notebook(str(notebook_path(name))).items()}
 
-# %% ../nbs/22_runner.ipynb #0bbbc2aa
+# %% ../nbs/22_runner.ipynb #f7a33b55
 def smoke_config(cfg: RunConfig) -> RunConfig:
     "The same run shrunk to seconds on synthetic data (what experiment notebooks run under nbdev_test)."
     distilling = cfg.role == "student" and cfg.method != "baseline"
@@ -70,7 +70,7 @@ def distill_config(dataset="digits", teacher_ckpt="", teacher="", student="resne
                    batch_size=batch_size, lr=lr, train_fraction=train_fraction, seed=seed, precision=precision, device=device,
                    processes=processes, data_dir=data_dir, output_dir=output_dir, name=name)
 
-# %% ../nbs/22_runner.ipynb #80391107
+# %% ../nbs/22_runner.ipynb #94a654b1
 _PATHS = ("data_dir", "output_dir", "teacher_ckpt")
 
 def prepare(notebook: str, params: dict) -> tuple:
@@ -88,7 +88,7 @@ def prepare(notebook: str, params: dict) -> tuple:
     params["name"] = cfg.name
     return cfg, params
 
-# %% ../nbs/22_runner.ipynb #7d86c9d1
+# %% ../nbs/22_runner.ipynb #3ca7e719
 def run_notebook(notebook: str, params: dict, log_output: bool = True) -> dict:
     "Execute experiment `notebook` with `params` through papermill; return the run record."
     import papermill as pm
@@ -111,11 +111,12 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True) -> dict:
     except BaseException as e:
         rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else new_record(cfg.name, cfg.role, cfg.to_dict())
         if rec["status"] == "running":   # the notebook died before the trainer could record it
-            write_record(run_dir, finish(rec, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", f"{type(e).__name__}: {e}"))
+            error = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}"   # papermill: the notebook's own error
+            write_record(run_dir, finish(rec, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", error))
         raise
     return read_record(run_dir)
 
-# %% ../nbs/22_runner.ipynb #0ed8cc96
+# %% ../nbs/22_runner.ipynb #11f55596
 def demo(output_dir="runs/demo", epochs: int = 15, seed: int = 0, device: str = "auto", log_output: bool = True) -> dict:
     "Teacher, baseline student and KD student on the offline digits; return records, table and figure path."
     import matplotlib; matplotlib.use("Agg")

@@ -1,0 +1,137 @@
+"""kdbook reproduce / report on a toy table: failures recorded while the others complete, a killed
+sweep resumed without rerunning what was complete, shards merged by copying folders, bad input."""
+import json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+
+from kdbook.cli import main
+from kdbook.results import read_record
+
+TOY = """
+title: toy table
+source: tests
+published: toy
+dataset: cifar10
+teachers:
+  r8: {model: resnet8, dataset: cifar10}
+rows:
+  r8-r8: {label: "resnet8 -> resnet8", teacher: r8, student: resnet8}
+columns:
+  Baseline: {method: baseline}
+  KD: {method: kd}
+  Broken: {method: nan_after, method_params: {steps: 1}}
+scales:
+  smoke: {seeds: 1}
+"""
+PUBLISHED = """
+source: made up for the test
+values:
+  r8-r8: {Baseline: "50.00 ± 1.00", KD: "55.00", Broken: "nan", Teacher: "60.0"}
+"""
+
+
+@pytest.fixture
+def specs(tmp_path, monkeypatch):
+    root = tmp_path / "specs"
+    (root / "experiments").mkdir(parents=True); (root / "paper_tables").mkdir()
+    (root / "experiments" / "toy.yaml").write_text(TOY)
+    (root / "paper_tables" / "toy.yaml").write_text(PUBLISHED)
+    monkeypatch.setenv("KDBOOK_SPECS", str(root))
+    return root
+
+
+KDBOOK = str(Path(sys.executable).parent / "kdbook")   # the console script of this environment
+
+
+def kdbook(*args, **kw):
+    return subprocess.run([KDBOOK, *args], capture_output=True, text=True, **kw)
+
+
+def test_failed_run_is_recorded_and_the_others_complete(specs, tmp_path):
+    out = tmp_path / "runs"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--output-dir", str(out))
+    assert r.returncode == 1, r.stdout + r.stderr          # a failed run makes the sweep exit 1
+    sweep = out / "toy" / "smoke" / "r8-r8"
+    assert read_record(sweep / "Baseline" / "seed0")["status"] == "completed"
+    assert read_record(sweep / "KD" / "seed0")["status"] == "completed"
+    broken = read_record(sweep / "Broken" / "seed0")
+    assert broken["status"] == "failed" and "nan" in broken["error"].lower(), broken["error"]
+    assert "Broken/seed0: failed" in r.stdout
+    started = read_record(sweep / "KD" / "seed0")["timings"]["started"]
+    # run again: the completed runs are skipped (their records untouched), the failed one is retried
+    r2 = kdbook("reproduce", "toy", "--scale", "smoke", "--output-dir", str(out))
+    assert "r8-r8/KD/seed0: completed, skipped" in r2.stdout
+    assert read_record(sweep / "KD" / "seed0")["timings"]["started"] == started
+    # the report counts completed runs only and lists the failure
+    r3 = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out))
+    assert r3.returncode == 0, r3.stderr
+    cells = (out / "toy" / "smoke" / "report" / "cells.csv").read_text()
+    assert "Broken" in cells and (out / "toy" / "smoke" / "report" / "report.ipynb").exists()
+    md = (out / "toy" / "smoke" / "report" / "report.md").read_text()
+    assert "## Failed runs" in md and "r8-r8/Broken/seed0" in md
+
+
+def test_killed_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path):
+    out = tmp_path / "runs"
+    args = ["reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "3", "--output-dir", str(out)]
+    proc = subprocess.Popen([KDBOOK, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    first = out / "toy" / "smoke" / "r8-r8" / "Baseline" / "seed0"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (first / "record.json").exists() and read_record(first)["status"] == "completed": break
+        time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL); pytest.fail("the first run did not complete")
+    os.killpg(proc.pid, signal.SIGKILL)   # the sweep and its running notebook, without warning
+    proc.wait()
+    kept = read_record(first)
+    status = kdbook(*args, "--status")
+    assert status.returncode == 0 and "r8-r8/Baseline/seed0" in status.stdout and "completed" in status.stdout
+    r = kdbook(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "r8-r8/Baseline/seed0: completed, skipped" in r.stdout
+    assert read_record(first) == kept
+    for s in range(3):
+        assert read_record(first.parent / f"seed{s}")["status"] == "completed"
+
+
+def test_shards_merge_by_copying_folders(specs, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i, out in ((1, a), (2, b)):
+        r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "2", "--shard", f"{i}/2",
+                   "--output-dir", str(out))
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert {p.name for p in (a / "toy/smoke/r8-r8/Baseline").iterdir()} == {"seed0"}
+    assert {p.name for p in (b / "toy/smoke/r8-r8/Baseline").iterdir()} == {"seed1"}
+    shutil.copytree(b / "toy", a / "toy", dirs_exist_ok=True)
+    from kdbook.report import write_report
+    res = write_report("toy", "smoke", a)
+    cell = res["cells"].set_index(["row", "col"]).loc[("r8-r8", "Baseline")]
+    accs = [read_record(a / "toy/smoke/r8-r8/Baseline" / f"seed{s}")["last_top1"] for s in (0, 1)]
+    assert cell.n == 2 and abs(cell["last"] - sum(accs) / 2) < 1e-9
+    assert cell.published == 50.0 and cell.published_std == 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["reproduce", "toi"], "Did you mean 'toy'"),
+    (["reproduce", "toy", "--scale", "gpu"], "unknown scale 'gpu'"),
+    (["reproduce", "toy", "--shard", "0/2"], "is not i/n"),
+    (["reproduce", "toy", "--workers", "0"], "workers"),
+    (["reproduce", "toy", "--only", "*/FitNet"], "unknown cell pattern of toy '*/FitNet'"),
+    (["report", "toy", "--scale", "smoke"], "no runs of toy"),
+])
+def test_bad_input_exits_2_and_writes_nothing(specs, tmp_path, capsys, args, message):
+    out = tmp_path / "runs"
+    assert main([*args, "--output-dir", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_dataset_stops_the_sweep_before_any_run(specs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KDBOOK_OFFLINE", "1")
+    out = tmp_path / "runs"
+    assert main(["reproduce", "toy", "--scale", "cpu", "--data-dir", str(tmp_path / "empty"), "--output-dir", str(out)]) == 2
+    assert "cifar10" in capsys.readouterr().err
+    assert not out.exists()
