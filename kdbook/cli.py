@@ -6,7 +6,7 @@
 __all__ = ['LISTS', 'NOTEBOOK_COMMANDS', 'registries', 'list_lines', 'notebook_parser', 'notebook_params', 'build_parser', 'main',
            'console']
 
-# %% ../nbs/30_cli.ipynb #38ef9981
+# %% ../nbs/30_cli.ipynb #92e46203
 import argparse, sys
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import yaml
 
 from .core import KDBookError
 
-# %% ../nbs/30_cli.ipynb #1dea3cac
+# %% ../nbs/30_cli.ipynb #3f0c6a55
 def registries() -> dict:
     "The registries `kdbook list` shows."
     from kdbook.data import DATASETS
@@ -40,7 +40,7 @@ def list_lines(what: str) -> list:
     if what == "models": lines.append(f"{'tv/<name>':<{width}}  any torchvision classifier (e.g. tv/resnet18), adapted through forward hooks")
     return lines
 
-# %% ../nbs/30_cli.ipynb #8cd312a9
+# %% ../nbs/30_cli.ipynb #f41a64d2
 def _value(default, text: str):
     if isinstance(default, str): return text
     try: return yaml.safe_load(text)
@@ -67,7 +67,7 @@ def notebook_params(args) -> dict:
     for name, text in args.parameter: given[name] = text
     return {k: _value(declared[k]["default"] if k in declared else None, v) for k, v in given.items()}
 
-# %% ../nbs/30_cli.ipynb #3f4d563a
+# %% ../nbs/30_cli.ipynb #7e92b756
 NOTEBOOK_COMMANDS = {
     "train-teacher": ("train_teacher", "train a network on the labels alone (a teacher or a baseline) through nbs/experiments/train_teacher.ipynb"),
     "distill": ("distill", "distill a student from a teacher checkpoint through nbs/experiments/distill.ipynb"),
@@ -96,7 +96,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "recorded and the others go on. Run the same command again to resume.")
     r.add_argument("experiment", help="experiment spec name (`kdbook list tables`)")
     r.add_argument("--scale", default="cpu", help="smoke (seconds, synthetic data), cpu (shortened protocol for 2 CPU cores) or paper")
-    r.add_argument("--seeds", type=int, default=None, help="runs per cell (default: 1 smoke, 2 cpu, the paper's count at paper scale)")
+    r.add_argument("--seeds", type=int, default=None, help="runs per cell (unset: 1 at smoke, 2 at cpu, the paper's count at paper scale)")
     r.add_argument("--only", action="append", default=[], metavar="ROW/COL", help="run only cells matching this pattern, e.g. '*/KD' (repeatable)")
     r.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N disjoint parts of the sweep (merge by copying folders)")
     r.add_argument("--workers", type=int, default=1, help="runs at a time (on a CPU each gets its share of the cores)")

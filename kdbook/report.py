@@ -6,7 +6,7 @@
 __all__ = ['collect', 'teacher_accuracy', 'aggregate', 'markdown_report', 'plot_vs_published', 'plot_method_curves',
            'write_report', 'notebook_inputs', 'run_report_notebook']
 
-# %% ../nbs/26_report.ipynb #7c465a7c
+# %% ../nbs/26_report.ipynb #375ab27a
 import json, math, statistics
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from .results import RECORD_NAME, read_record
 from .tables import Spec, load_spec, published_number
 from .reproduce import sweep_dir
 
-# %% ../nbs/26_report.ipynb #23cf719e
+# %% ../nbs/26_report.ipynb #06be0894
 def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame:
     "One row per run record of the sweep (every seed found, from any shard)."
     root, rows = sweep_dir(output_dir, spec.name, scale), []
@@ -46,7 +46,7 @@ def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduc
         return meta.get("top1"), meta.get("best_top1", meta.get("top1"))
     return None, None
 
-# %% ../nbs/26_report.ipynb #0b59082f
+# %% ../nbs/26_report.ipynb #70ee7070
 def _agg(values: list, how: str):
     if not values: return None, None
     centre = statistics.median(values) if how == "median" else statistics.fmean(values)
@@ -79,7 +79,7 @@ def aggregate(spec: Spec, runs: pd.DataFrame, scale: str, output_dir="runs/repro
                     "diff": None if measured is None or pub is None else measured - pub})
     return pd.DataFrame(out)
 
-# %% ../nbs/26_report.ipynb #d4a48ecd
+# %% ../nbs/26_report.ipynb #5c4c098e
 def _fmt(v, std=None, digits=2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)): return "–"
     return f"{v:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and not (isinstance(std, float) and math.isnan(std)) else "")
@@ -129,7 +129,7 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
             lines.append(f"- {why}: {', '.join(parts)}")
     return "\n".join(lines) + "\n"
 
-# %% ../nbs/26_report.ipynb #9c4d671a
+# %% ../nbs/26_report.ipynb #3f484d68
 def plot_vs_published(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame):
     "Measured (mean ± std over seeds, the paper's epoch) beside published (± its std), one panel per row."
     import matplotlib.pyplot as plt, seaborn as sns
@@ -171,7 +171,7 @@ def plot_method_curves(spec: Spec, runs: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/26_report.ipynb #55b97419
+# %% ../nbs/26_report.ipynb #cf7bae89
 def write_report(experiment: str, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None) -> dict:
     "Aggregate a sweep into `report_dir` (default: the sweep folder's `report/`): report.md, cells.csv, runs.csv, figures."
     import matplotlib; matplotlib.use("Agg")
@@ -202,7 +202,7 @@ def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
     import tempfile
     from kdbook.reproduce import reproduce
     d = tempfile.mkdtemp(prefix="kdbook-report-")
-    reproduce("irg_table4", "smoke", 1, d, only=["r20-r14x0.5/Baseline", "r20-r14x0.5/KD"], say=lambda *a: None)
+    reproduce("irg_table4", "smoke", 1, d, only=["r20-r14x0.5/KD"], say=lambda *a: None)
     return "irg_table4", "smoke", d
 
 def run_report_notebook(experiment: str, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False) -> Path:

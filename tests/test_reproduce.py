@@ -135,3 +135,21 @@ def test_missing_dataset_stops_the_sweep_before_any_run(specs, tmp_path, capsys,
     assert main(["reproduce", "toy", "--scale", "cpu", "--data-dir", str(tmp_path / "empty"), "--output-dir", str(out)]) == 2
     assert "cifar10" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_runnable_cell_of_every_spec_is_a_valid_run():
+    "Each cell of data/experiments, at the smoke scale, is accepted by the distill notebook's checks (names, weights, hyperparameters)."
+    import importlib.util
+    from kdbook.runner import prepare
+    from kdbook.reproduce import plan
+    from kdbook.tables import experiment_names, load_spec
+    has_clip = importlib.util.find_spec("open_clip") is not None
+    checked = 0
+    for name in experiment_names():
+        spec = load_spec(name)
+        for job in plan(spec, "smoke", 1, "/tmp/kdbook-never-written")["students"]:
+            if job.params.get("teacher", "").startswith("clip:") and not has_clip: continue
+            cfg, _ = prepare("distill", job.params)
+            assert cfg.scale == "smoke" and cfg.method == job.cell.params["method"], job.key
+            checked += 1
+    assert checked > 100
