@@ -72,11 +72,13 @@ def test_failed_run_is_recorded_and_the_others_complete(specs, tmp_path):
     assert "## Failed runs" in md and "r8-r8/Broken/seed0" in md
 
 
-def test_killed_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_stopped_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path, sig):
     out = tmp_path / "runs"
     args = ["reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "3", "--output-dir", str(out)]
-    proc = subprocess.Popen([KDBOOK, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    # its own process group, with Ctrl-C's default action even if this test runner ignores SIGINT
+    proc = subprocess.Popen([KDBOOK, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = out / "toy" / "smoke" / "r8-r8" / "Baseline" / "seed0"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -84,8 +86,8 @@ def test_killed_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path):
         time.sleep(0.5)
     else:
         os.killpg(proc.pid, signal.SIGKILL); pytest.fail("the first run did not complete")
-    os.killpg(proc.pid, signal.SIGKILL)   # the sweep and its running notebook, without warning
-    proc.wait()
+    os.killpg(proc.pid, sig)   # the sweep and its running notebook: without warning, or as Ctrl-C in a terminal
+    assert proc.wait(timeout=120) == (130 if sig == signal.SIGINT else -signal.SIGKILL)
     kept = read_record(first)
     status = kdbook(*args, "--status")
     assert status.returncode == 0 and "r8-r8/Baseline/seed0" in status.stdout and "completed" in status.stdout
