@@ -6,7 +6,7 @@
 __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'data_root', 'experiment_names', 'published_number', 'Cell', 'Spec', 'load_spec',
            'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
 
-# %% ../nbs/24_tables.ipynb #21d32167
+# %% ../nbs/24_tables.ipynb #de6f2254
 import copy, dataclasses, math, os, re, sys
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import yaml
 from .core import KDBookError, unknown_choice
 from .train import PAPER_EPOCHS, RunConfig
 
-# %% ../nbs/24_tables.ipynb #df1d0b8f
+# %% ../nbs/24_tables.ipynb #84bad580
 def data_root() -> Path:
     "The folder holding `experiments/` and `paper_tables/`."
     import kdbook
@@ -36,7 +36,7 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(d, dict): raise KDBookError(f"{str(path)!r} must hold a mapping.")
     return d
 
-# %% ../nbs/24_tables.ipynb #210e2b94
+# %% ../nbs/24_tables.ipynb #93123774
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 
 def published_number(text) -> tuple:
@@ -50,7 +50,7 @@ def published_number(text) -> tuple:
     std = re.search(r"(?:±|\\pm)\s*(" + _NUM + ")", s)
     return float(m.group()), (float(std.group(1)) if std else None)
 
-# %% ../nbs/24_tables.ipynb #50840cf3
+# %% ../nbs/24_tables.ipynb #40001bf6
 SCALE_NAMES = ("smoke", "cpu", "paper")
 
 # The default scales. A spec may override any key for its own table.
@@ -104,7 +104,7 @@ class Spec:
             if c.key == key: return c
         raise unknown_choice(f"cell of {self.name}", key, [c.key for c in self.cells])
 
-# %% ../nbs/24_tables.ipynb #655224a5
+# %% ../nbs/24_tables.ipynb #58a75bba
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
 
 def _check_keys(where: str, d: dict, valid):
@@ -187,7 +187,7 @@ def load_spec(name: str) -> Spec:
     return Spec(name, d.get("title", name), d.get("source", ""), metric, aggregate, epoch, teachers, rows, columns, cells,
                 scales, published, pub_source, d.get("seeds"))
 
-# %% ../nbs/24_tables.ipynb #24f8ea0c
+# %% ../nbs/24_tables.ipynb #854520d3
 def _shrink(value: int, epochs: int, paper_epochs: int) -> int:
     return max(1, round(value * epochs / paper_epochs)) if value else value
 
@@ -211,10 +211,9 @@ def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     if "batch_size" in p["extra"]: p["batch_size"] = p["extra"].pop("batch_size")
     if "lr" in p["extra"]: p["lr"] = p["extra"].pop("lr")
     mp = p["method_params"]
-    if "init_epochs" in mp or cell.params["method"] in ("fsp",):
-        from kdbook.distill import METHODS
-        default = METHODS.get(cell.params["method"]).make_params(mp)
-        if getattr(default, "init_epochs", 0): mp["init_epochs"] = _shrink(default.init_epochs, p["epochs"], paper_epochs)
+    from kdbook.distill import METHODS
+    hp = METHODS.get(cell.params["method"]).make_params(mp)   # any method with an initialisation phase (FSP, FitNet)
+    if getattr(hp, "init_epochs", 0): mp["init_epochs"] = _shrink(hp.init_epochs, p["epochs"], paper_epochs)
     mp.update((sc.get("method_params") or {}).get(cell.params["method"], {}))
     if "dataset" in sc: p["dataset"] = sc["dataset"]
     if "train_fraction" in sc: p["train_fraction"] = sc["train_fraction"]
@@ -230,7 +229,7 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
         if k in p["extra"]: p[k] = p["extra"].pop(k)
     return p
 
-# %% ../nbs/24_tables.ipynb #58bb8ca7
+# %% ../nbs/24_tables.ipynb #0fc14210
 def check_spec(spec: Spec) -> list:
     "Problems of a spec that loading cannot see: unregistered names, cells without a published value."
     from kdbook.data import DATASETS
