@@ -6,7 +6,9 @@ computed once; the student's become leaf tensors, so the timing covers the loss 
 banks) forward and backward, not the networks. IRG-t and MTK pair blocks inside a stage, which resnet8x4 (one
 block per stage) does not have: they are measured on IRG's own pair, resnet20 -> resnet14_x0.5. HKD and CRD run
 with their paper settings: memory banks of N = 50000 rows and K = 16384 label-aware negatives per sample. FSP's
-loss is its initialisation phase's; Rocket's includes its booster (resnet32x4's upper stages).
+loss is its initialisation phase's; Rocket's includes its booster (resnet32x4's upper stages). SSKD's networks
+see each image in 4 rotations (the features are of 4 x batch views, its teacher head's phase is not timed), so its
+full step runs both networks on 4 x batch images.
 
 Full step: teacher forward, student forward and backward, the objective, SGD step, through kdbook's trainer
 step (`kdbook.train.train_epoch`), compared with the same for Hinton KD.
@@ -20,9 +22,10 @@ during the measured calls, above what the inputs already use. Each method is mea
 import argparse, json, os, statistics, subprocess, sys, time
 
 LOSS_METHODS = ["kd", "irg", "irg_t", "mtk", "gkd", "rkd_d", "ega", "hkd",
-                "fitnet", "at", "fsp", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "rocket"]
+                "fitnet", "at", "fsp", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "rocket", "sskd", "frame"]
 PAIRS = {"irg_t": ("resnet20", "resnet14_x0.5"), "mtk": ("resnet20", "resnet14_x0.5")}
-PARAMS = {"hkd": {}}   # paper settings: N = 50000 via num_train, K = 16384 default
+PARAMS = {"hkd": {},   # paper settings: N = 50000 via num_train, K = 16384 default
+          "frame": {"loss": "rkd"}}   # EGA's RKD row: RKD on the 256-d node embeddings, with the frame's teacher head
 
 
 def _status_mb(key):
@@ -51,7 +54,8 @@ def measure_loss(method, batch, device, repeats):
     hp = spec.make_params(PARAMS.get(method, {}))
     if spec.distiller is not None: sname = spec.distiller.adapt_student(sname, hp)
     teacher, student = create_model(tname, 100).eval().to(device), create_model(sname, 100).to(device)
-    x = torch.randn(batch, 3, 32, 32, device=device)
+    views = spec.distiller.joint_views(hp) if spec.distiller else 1   # SSKD: 4 rotations of each image
+    x = torch.randn(batch * views, 3, 32, 32, device=device)
     labels = torch.arange(batch, device=device) % 100
     with torch.no_grad(): t, s0 = teacher(x), student(x)
     s = s0.map(lambda v: v.detach().clone().requires_grad_())
@@ -100,8 +104,11 @@ def measure_step(method, batch, device, steps):
                             method_params=PARAMS.get(method, {}), batch_size=batch, device=device), check_data=False)
     acc = _fresh_accelerator(cfg)
     teacher, student = create_model(tname, 100).eval().requires_grad_(False).to(acc.device), create_model(cfg.model, 100)
-    x = torch.randn(batch, 3, 32, 32)
-    with torch.no_grad(): shapes = (student.eval()(x[:2]).shapes(), teacher(x[:2].to(acc.device)).shapes())
+    spec = METHODS.get(method)
+    views = spec.distiller.joint_views(spec.make_params(cfg.method_params)) if spec.distiller else 1
+    x = torch.randn(batch, views, 3, 32, 32) if views > 1 else torch.randn(batch, 3, 32, 32)   # SSKD: 4 rotations
+    plain = x[:2, 0] if views > 1 else x[:2]
+    with torch.no_grad(): shapes = (student.eval()(plain).shapes(), teacher(plain.to(acc.device)).shapes())
     module = DistillModule(student, build_objective(cfg, *shapes, DistillSetup(100, 50000, batch, sname, tname)))
     groups = [{"params": list(student.parameters())}] + (module.objective.distiller.param_groups() if module.objective.distiller else [])
     opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=5e-4)

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['DATASETS', 'repo_root', 'default_data_dir', 'DatasetInfo', 'Split', 'dataset_info', 'load_split', 'stratified_subset',
            'DatasetNotFound', 'offline', 'decode_images', 'read_image_folder', 'cifar10', 'cifar100', 'cifar100_coarse',
-           'tinyimagenet', 'stl10', 'digits', 'synthetic', 'paper_transforms', 'IndexedDataset', 'EpochShuffle',
-           'DataBundle', 'training_split', 'make_loaders']
+           'tinyimagenet', 'stl10', 'digits', 'synthetic', 'paper_transforms', 'RotatedViews', 'IndexedDataset',
+           'EpochShuffle', 'DataBundle', 'training_split', 'make_loaders']
 
-# %% ../nbs/02_data.ipynb #9d7d5ff9
+# %% ../nbs/02_data.ipynb #94458d34
 import os, pickle, tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from .core import KDBookError, Registry, check_positive
 
-# %% ../nbs/02_data.ipynb #870d01ac
+# %% ../nbs/02_data.ipynb #c9c7fe02
 def repo_root() -> Path | None:
     "The kdbook checkout this package was imported from, if any."
     import kdbook
@@ -35,7 +35,7 @@ def default_data_dir() -> Path:
     root = repo_root()
     return root / "data" if root else Path.home() / ".kdbook" / "data"
 
-# %% ../nbs/02_data.ipynb #07130663
+# %% ../nbs/02_data.ipynb #617a2af2
 @dataclass(frozen=True)
 class DatasetInfo:
     "What a method or model needs to know about a dataset."
@@ -72,7 +72,7 @@ def load_split(name: str, split: str, data_dir=None, download: bool = True) -> S
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     return loader(root, split, download)
 
-# %% ../nbs/02_data.ipynb #545b17cb
+# %% ../nbs/02_data.ipynb #b0b2982d
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     "Sorted indices of `fraction` of each class of `labels`, chosen by `seed`."
     if not 0 < fraction <= 1: raise KDBookError(f"train_fraction must be in (0, 1], got {fraction!r}.")
@@ -84,7 +84,7 @@ def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch
         keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
     return torch.cat(keep).sort().values
 
-# %% ../nbs/02_data.ipynb #44a1e0c3
+# %% ../nbs/02_data.ipynb #1b7ffb5b
 class DatasetNotFound(KDBookError):
     "A dataset's files are not where kdbook looked."
 
@@ -104,7 +104,7 @@ def _download(name, url, md5, root, looked, how):
     try: download_and_extract_archive(url, download_root=str(root), md5=md5)
     except Exception as e: raise _not_found(name, looked, how, f"{type(e).__name__}: {e}") from None
 
-# %% ../nbs/02_data.ipynb #944c63d9
+# %% ../nbs/02_data.ipynb #135b6dcf
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def decode_images(paths: list) -> list:
@@ -138,7 +138,7 @@ def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round().clamp(0, 255).to(torch.uint8)
 
-# %% ../nbs/02_data.ipynb #ef0bce78
+# %% ../nbs/02_data.ipynb #6bc75599
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"
 
@@ -190,7 +190,7 @@ def cifar100_coarse(root: Path, split: str, download: bool = True) -> Split:
     "CIFAR-100 with its 20 superclass labels (IRG Table 2, 'CIFAR100 coarse')."
     return _cifar100(root, split, download, "coarse_labels", "coarse_label_names", "cifar100-coarse")
 
-# %% ../nbs/02_data.ipynb #e133a8bf
+# %% ../nbs/02_data.ipynb #2264bf7f
 _TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de"
 
 @DATASETS.register("tinyimagenet", info=DatasetInfo(200, 64, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821),
@@ -225,7 +225,7 @@ def stl10(root: Path, split: str, download: bool = True) -> Split:
     except Exception as e: raise _not_found("stl10", looked, how, f"{type(e).__name__}: {e}") from None
     return Split(torch.from_numpy(ds.data.copy()), torch.from_numpy(ds.labels.astype(np.int64)), ds.classes, "stl10_binary (original)")
 
-# %% ../nbs/02_data.ipynb #e009a897
+# %% ../nbs/02_data.ipynb #c3ea0a2c
 @DATASETS.register("digits", info=DatasetInfo(10, 32, (0.3062,) * 3, (0.3243,) * 3,
                                               "statistics of the digits training split (computed in nbs/02_data)"))
 def digits(root: Path, split: str, download: bool = True) -> Split:
@@ -240,7 +240,7 @@ def digits(root: Path, split: str, download: bool = True) -> Split:
     keep = test if split == "test" else torch.tensor(sorted(set(range(len(labels))) - set(test.tolist())))
     return Split(images[keep], labels[keep], [str(i) for i in range(10)], "sklearn digits upsampled to 32x32")
 
-# %% ../nbs/02_data.ipynb #52439c99
+# %% ../nbs/02_data.ipynb #a195d2c8
 @DATASETS.register("synthetic", info=DatasetInfo(10, 16, (0.5,) * 3, (0.25,) * 3, "by construction"))
 def synthetic(root: Path, split: str, download: bool = True) -> Split:
     "Synthetic 16x16 images: class prototypes plus noise, 640 train / 320 test, 10 classes (for tests)."
@@ -252,17 +252,30 @@ def synthetic(root: Path, split: str, download: bool = True) -> Split:
     x = 0.6 * protos[labels] + 0.4 * torch.rand(n, 3, 16, 16, generator=g)
     return Split((x * 255).round().to(torch.uint8), labels, [f"class{i}" for i in range(10)], "synthetic v1")
 
-# %% ../nbs/02_data.ipynb #70c013cf
+# %% ../nbs/02_data.ipynb #f84ef99a
 def paper_transforms(info: DatasetInfo, train: bool, augment: bool = True, image_size: int | None = None,
-                     mean=None, std=None) -> v2.Compose:
-    "The papers' CIFAR-style transform on uint8 image tensors."
+                     mean=None, std=None, flip: bool = True) -> v2.Compose:
+    "The papers' CIFAR-style transform on uint8 image tensors (`flip=False`: crop only, for views flipped beforehand)."
     size = image_size or info.image_size
     steps = [] if size == info.image_size else [v2.Resize((size, size), antialias=True)]
-    if train and augment: steps += [v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]
+    if train and augment: steps += [v2.RandomCrop(size, padding=4)] + ([v2.RandomHorizontalFlip()] if flip else [])
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean or info.mean), list(std or info.std))]
     return v2.Compose(steps)
 
-# %% ../nbs/02_data.ipynb #21f6230f
+# %% ../nbs/02_data.ipynb #8683686a
+class RotatedViews:
+    "One random flip, then the 4 rotations (0, 90, 180, 270 degrees) of a square image, each view cropped on its own."
+    def __init__(self, info: DatasetInfo, train: bool = True, augment: bool = True, image_size: int | None = None):
+        self.flip = train and augment
+        self.each = paper_transforms(info, train, augment, image_size, flip=False)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if img.shape[-1] != img.shape[-2]:
+            raise KDBookError(f"rotated views need square images; got {tuple(img.shape[-2:])} (resize them with image_size).")
+        if self.flip and torch.rand(()) < 0.5: img = img.flip(-1)
+        return torch.stack([self.each(torch.rot90(img, k, dims=(-2, -1))) for k in range(4)])
+
+# %% ../nbs/02_data.ipynb #e5ec7e6e
 class IndexedDataset(Dataset):
     "Items are dicts: one entry per view (default `image`), plus `label`, `index` and any extras."
     def __init__(self, split: Split, views: dict, extras: list | None = None):
@@ -282,7 +295,7 @@ class IndexedDataset(Dataset):
         for extra in self.extras: item.update(extra(i, label))
         return item
 
-# %% ../nbs/02_data.ipynb #46867882
+# %% ../nbs/02_data.ipynb #af2867d5
 class EpochShuffle(Sampler):
     "A fresh permutation of `range(n)` per epoch, determined by `(seed, epoch)` alone."
     def __init__(self, n: int, seed: int):
@@ -293,7 +306,7 @@ class EpochShuffle(Sampler):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
-# %% ../nbs/02_data.ipynb #30dfae4b
+# %% ../nbs/02_data.ipynb #a9a6ac2c
 @dataclass
 class DataBundle:
     "Everything a run needs from the data side."

@@ -6,7 +6,7 @@
 __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'MethodSpec', 'register_method', 'world_size', 'gather_global', 'select',
            'Objective']
 
-# %% ../nbs/04_distill.ipynb #16a8d021
+# %% ../nbs/04_distill.ipynb #1521d556
 import dataclasses, importlib, pkgutil
 from dataclasses import dataclass, field, fields
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry, unknown_choice
 
-# %% ../nbs/04_distill.ipynb #9cf293ec
+# %% ../nbs/04_distill.ipynb #5dfd8f1c
 @dataclass
 class DistillSetup:
     "What a distiller may need besides feature shapes."
@@ -40,6 +40,14 @@ class Distiller(nn.Module):
     def forward(self, student: Features, teacher: Features, batch: dict) -> dict:
         raise NotImplementedError
 
+    # KD (the objective's alpha term) reads the teacher's logits; a method may supply its own (EGA's
+    # frame: its teacher head over the dataset's classes, since a CLIP teacher has none)
+    kd_from_method = False
+
+    def kd_teacher_logits(self, teacher: Features) -> torch.Tensor:
+        "The teacher logits KD reads (default: the teacher's own)."
+        return teacher.logits
+
     def param_groups(self) -> list:
         "Optimizer groups for the distiller's parameters (default: one group at the run's lr)."
         params = [p for p in self.parameters() if p.requires_grad]
@@ -52,27 +60,39 @@ class Distiller(nn.Module):
         return model
 
     @classmethod
-    def data_views(cls, hp, info, train: bool) -> dict:
-        "Extra named views of every image, as transforms of the uint8 image (EGA's teacher view)."
+    def data_views(cls, hp, info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
+        "Named views of every image, as transforms of the uint8 image: extra ones (EGA's `teacher_image`) or `image` itself."
         return {}
+
+    @classmethod
+    def joint_views(cls, hp) -> int:
+        "How many views of each image go through both networks in one forward (SSKD: 4 rotations; default 1)."
+        return 1
 
     @classmethod
     def data_extras(cls, hp, train_split, seed: int) -> list:
         "Item extras `(index, label) -> dict` for training items (CRD/HKD's label-aware negatives)."
         return []
 
-    # A method may train in two phases: `init_epochs(hp)` epochs of `init_loss` alone (no CE, no KD,
-    # constant lr; RepDistiller's FSP, FitNets' hint stage), then the main training.
+    # A method may train in two phases: `init_epochs(hp)` epochs of `init_loss` alone (no CE, no KD;
+    # RepDistiller's FSP, FitNets' hint stage, SSKD's teacher head), then the main training.
+    init_trains_student = True   # False: the init phase trains the method's own parts only; the student is not run
+
     @classmethod
     def init_epochs(cls, hp) -> int:
         "Epochs of the initialisation phase (default: the `init_epochs` hyperparameter, else 0)."
         return int(getattr(hp, "init_epochs", 0) or 0)
 
+    @classmethod
+    def init_milestones(cls, hp) -> tuple:
+        "Epochs of the init phase where its lr decays by the run's `lr_decay` (default: `init_milestones`, else none: constant lr)."
+        return tuple(int(m) for m in (getattr(hp, "init_milestones", ()) or ()))
+
     def init_loss(self, student: Features, teacher: Features, batch: dict) -> dict:
         "The named loss terms of the initialisation phase."
         raise NotImplementedError(f"{type(self).__name__} has no initialisation phase.")
 
-# %% ../nbs/04_distill.ipynb #68c05d90
+# %% ../nbs/04_distill.ipynb #0c5998e9
 @dataclass
 class MethodSpec:
     "How to build a method and weigh it: `gamma*CE + alpha*KD + beta*method`."
@@ -122,7 +142,7 @@ def register_method(name: str, *, params: type | None = None, gamma: float = 1.0
         return cls
     return deco
 
-# %% ../nbs/04_distill.ipynb #31df9443
+# %% ../nbs/04_distill.ipynb #5752b623
 def world_size() -> int: return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -158,23 +178,25 @@ def select(feats: Features | None, needs, fn) -> Features | None:
                     blocks=[[fn(b) for b in bl] for bl in feats.blocks] if "blocks" in needs else [],
                     stem=fn(feats.stem) if "stem" in needs and feats.stem is not None else None)
 
-# %% ../nbs/04_distill.ipynb #035b5cde
+# %% ../nbs/04_distill.ipynb #1ebe2a08
 class Objective(nn.Module):
     "`gamma*CE + alpha*KD + beta*method`, as a dict of named, weighted terms."
     def __init__(self, method: str, gamma: float, alpha: float, beta: float, kd: nn.Module | None = None,
-                 distiller: Distiller | None = None):
+                 distiller: Distiller | None = None, views: int = 1):
         super().__init__()
         self.method, self.gamma, self.alpha, self.beta = method, gamma, alpha, beta
-        self.kd, self.distiller = kd, distiller
+        self.kd, self.distiller, self.views = kd, distiller, views
         self.phase = "main"   # or "init": the method's initialisation loss alone
 
-    def forward(self, student: Features, teacher: Features | None, batch: dict) -> dict:
-        device_type = student.logits.device.type
-        with torch.autocast(device_type=device_type, enabled=False):
+    def forward(self, student: Features | None, teacher: Features | None, batch: dict) -> dict:
+        with torch.autocast(device_type=batch["label"].device.type, enabled=False):
             terms = {}
-            if self.phase == "main" and self.gamma: terms["ce"] = self.gamma * F.cross_entropy(student.logits.float(), batch["label"])
-            if self.phase == "main" and self.alpha:
-                terms["kd"] = self.alpha * self.kd(student.logits.float(), teacher.logits.float())
+            if self.phase == "main" and (self.gamma or self.alpha):
+                v = self.views   # CE and KD read view 0 of each image
+                if self.gamma: terms["ce"] = self.gamma * F.cross_entropy(student.logits[::v].float(), batch["label"])
+                if self.alpha:
+                    t_logits = teacher.logits if self.distiller is None else self.distiller.kd_teacher_logits(teacher)
+                    terms["kd"] = self.alpha * self.kd(student.logits[::v].float(), t_logits[::v].float())
             if self.distiller is not None and (self.beta or self.phase == "init"):
                 d = self.distiller
                 fp32 = lambda t: t.float()

@@ -10,7 +10,7 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'with_embedding', 'HookedFeatures', 'torchvision_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint',
            'read_checkpoint', 'load_checkpoint']
 
-# %% ../nbs/03_models.ipynb #138ffa13
+# %% ../nbs/03_models.ipynb #78024a3b
 import math
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .core import Features, KDBookError, Registry
 
-# %% ../nbs/03_models.ipynb #c2fdbaf4
+# %% ../nbs/03_models.ipynb #3eeca08a
 class StagedNet(nn.Module):
     "stem -> stages (each a sequence of blocks) -> pool -> linear; `forward` returns `Features`."
     def __init__(self, stem: nn.Module | None, stages: list, pool: nn.Module, fc: nn.Linear):
@@ -63,7 +63,7 @@ def _init_fan_out(model, linear_std=None):
 
 MODELS = Registry("model")
 
-# %% ../nbs/03_models.ipynb #d7f85f44
+# %% ../nbs/03_models.ipynb #ab86cc5e
 class BasicBlock(nn.Module):
     "conv3x3-BN-ReLU-conv3x3-BN plus shortcut, then ReLU (post-activation)."
     def __init__(self, cin, cout, stride=1, shortcut_bn=True):
@@ -94,11 +94,11 @@ _register_resnet("resnet20_x0.5", 20, (8, 8, 16, 32), "IRG's ResNet20-x0.5")
 _register_resnet("resnet14_x0.5", 14, (8, 8, 16, 32), "IRG's ResNet14-x0.5")
 _register_resnet("resnet20_x0.375", 20, (6, 6, 12, 24), "IRG's ResNet20-x0.375")
 
-# %% ../nbs/03_models.ipynb #d051bc90
+# %% ../nbs/03_models.ipynb #fb8ca11a
 def create_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
     "A model by name: the zoo, `tv/<torchvision name>`, `clip:<open_clip name>`, with an optional `+emb<dim>` neck."
     base, emb = split_model_name(name)
-    if base.startswith("clip:"): model = clip_model(base[5:])
+    if base.startswith("clip:"): model = clip_model(base[5:], pretrained)
     elif base.startswith("tv/"): model = torchvision_model(base[3:], num_classes, pretrained=pretrained)
     else:
         if pretrained: raise KDBookError(f"no pretrained weights ship with zoo model {base!r}: train it with `kdbook train-teacher`.")
@@ -113,7 +113,7 @@ def split_model_name(name: str) -> tuple:
 
 def count_params(model: nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/03_models.ipynb #0bca869c
+# %% ../nbs/03_models.ipynb #3d74f0e7
 class PreActBlock(nn.Module):
     "BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut (RepDistiller's WRN block)."
     def __init__(self, cin, cout, stride=1):
@@ -155,7 +155,7 @@ for _w in (1, 0.5):
     MODELS.register(f"wrn_28_{_w}", summary=f"GKD's WRN-28-{_w}: post-activation, 16-channel stem (graph_kd)")(
         lambda num_classes, w=_w: gkd_wide_resnet(28, w, num_classes))
 
-# %% ../nbs/03_models.ipynb #2bab87f7
+# %% ../nbs/03_models.ipynb #afdf4314
 class VGGStagePool(nn.Module):
     "Max-pool 2x2 only while the map is larger than `min_size` (RepDistiller's `if h == 64`)."
     def __init__(self, min_size=4):
@@ -179,7 +179,7 @@ for _name, _cfg in (("vgg8", (1, 1, 1, 1, 1)), ("vgg11", (1, 1, 2, 2, 2)), ("vgg
     MODELS.register(_name, summary=f"VGG with BN, {sum(_cfg)} conv layers + 1 linear (RepDistiller)")(
         lambda num_classes, cfg=_cfg: vgg_bn(cfg, num_classes))
 
-# %% ../nbs/03_models.ipynb #2d3cd5c2
+# %% ../nbs/03_models.ipynb #318d221f
 class InvertedResidual(nn.Module):
     "1x1 expand-BN-ReLU, 3x3 depthwise-BN-ReLU, 1x1 project-BN; residual when shapes allow."
     def __init__(self, cin, cout, stride, t):
@@ -204,7 +204,7 @@ def mobilenetv2(num_classes: int, t: int = 6, width: float = 0.5) -> StagedNet:
 MODELS.register("MobileNetV2", summary="MobileNetV2, expansion 6, width 0.5 (RepDistiller's mobile_half)", light=True)(
     lambda num_classes: mobilenetv2(num_classes))
 
-# %% ../nbs/03_models.ipynb #7211f4b0
+# %% ../nbs/03_models.ipynb #bc89355a
 def channel_shuffle(x, groups: int):
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
@@ -262,7 +262,7 @@ def shufflenet_v2(num_classes: int, widths=(116, 232, 464, 1024), blocks=(3, 7, 
 MODELS.register("ShuffleV1", summary="ShuffleNetV1, groups 3 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v1(num_classes))
 MODELS.register("ShuffleV2", summary="ShuffleNetV2, net size 1 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v2(num_classes))
 
-# %% ../nbs/03_models.ipynb #5d7aadfb
+# %% ../nbs/03_models.ipynb #03cc82e3
 class Bottleneck(nn.Module):
     "1x1-BN-ReLU, 3x3-BN-ReLU, 1x1-BN (x4 channels), plus shortcut, then ReLU."
     def __init__(self, cin, planes, stride=1):
@@ -281,7 +281,7 @@ def resnet50(num_classes: int) -> StagedNet:
         cin = planes * 4
     return _init_fan_out(StagedNet(conv_bn_relu(3, 64), stages, _gap(), nn.Linear(2048, num_classes)))
 
-# %% ../nbs/03_models.ipynb #5f08ce81
+# %% ../nbs/03_models.ipynb #a4dbb2bd
 @MODELS.register("convnet_nobn")
 def convnet_nobn(num_classes: int) -> StagedNet:
     "A small ConvNet without BatchNorm (3 stages of 2 conv-ReLU blocks), for tests and equivalence checks."
@@ -291,14 +291,14 @@ def convnet_nobn(num_classes: int) -> StagedNet:
     # distance-based losses on nearly identical features become ill-conditioned)
     return _init_fan_out(StagedNet(nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU()), stages, _gap(), nn.Linear(64, num_classes)))
 
-# %% ../nbs/03_models.ipynb #8bdcb61f
+# %% ../nbs/03_models.ipynb #bbffc6ad
 def with_embedding(model: nn.Module, dim: int, num_classes: int) -> nn.Module:
     "Put a `Linear(pooled, dim)` neck under a new `Linear(dim, num_classes)` classifier (StagedNet only)."
     if not isinstance(model, StagedNet): raise KDBookError("an +emb neck needs a zoo model (StagedNet).")
     model.neck, model.fc = nn.Linear(model.fc.in_features, dim), nn.Linear(dim, num_classes)
     return model
 
-# %% ../nbs/03_models.ipynb #bf3c18cf
+# %% ../nbs/03_models.ipynb #41d42354
 class HookedFeatures(nn.Module):
     "Wrap any classifier so that its forward returns `Features`, collected by forward hooks."
     def __init__(self, model: nn.Module, image_size: int = 224):
@@ -343,21 +343,21 @@ def torchvision_model(arch: str, num_classes: int, image_size: int = 224, pretra
     kw = {"weights": "DEFAULT"} if pretrained else {"num_classes": num_classes}
     return HookedFeatures(torchvision.models.get_model(arch, **kw), image_size)
 
-# %% ../nbs/03_models.ipynb #b019bb06
+# %% ../nbs/03_models.ipynb #3c93474a
 class ClipImageEncoder(nn.Module):
-    "An open_clip image tower whose `Features.pooled` is the projected image embedding."
-    def __init__(self, name: str):
+    "An open_clip image tower whose `Features.pooled` is the projected image embedding (OpenAI weights, or random)."
+    def __init__(self, name: str, pretrained: bool = True):
         super().__init__()
         try: import open_clip
         except ImportError:
             raise KDBookError(f"clip:{name} needs the optional CLIP extra: pip install -e \".[clip]\" (open_clip_torch).") from None
-        self.model = open_clip.create_model(name, pretrained="openai")
+        self.model = open_clip.create_model(name, pretrained="openai" if pretrained else None)
     def forward(self, x) -> Features:
         return Features(logits=None, pooled=self.model.encode_image(x).float())
 
-def clip_model(name: str) -> nn.Module: return ClipImageEncoder(name)
+def clip_model(name: str, pretrained: bool = True) -> nn.Module: return ClipImageEncoder(name, pretrained)
 
-# %% ../nbs/03_models.ipynb #3bb86aaa
+# %% ../nbs/03_models.ipynb #dbf75458
 CHECKPOINT_FORMAT = "kdbook-model-1"
 
 def save_checkpoint(path, model: nn.Module, name: str, num_classes: int, **meta) -> Path:

@@ -6,7 +6,7 @@
 __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'data_root', 'experiment_names', 'published_number', 'Cell', 'Spec', 'load_spec',
            'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
 
-# %% ../nbs/24_tables.ipynb #de6f2254
+# %% ../nbs/24_tables.ipynb #1afc4945
 import copy, dataclasses, math, os, re, sys
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import yaml
 from .core import KDBookError, unknown_choice
 from .train import PAPER_EPOCHS, RunConfig
 
-# %% ../nbs/24_tables.ipynb #84bad580
+# %% ../nbs/24_tables.ipynb #06fd6432
 def data_root() -> Path:
     "The folder holding `experiments/` and `paper_tables/`."
     import kdbook
@@ -36,7 +36,7 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(d, dict): raise KDBookError(f"{str(path)!r} must hold a mapping.")
     return d
 
-# %% ../nbs/24_tables.ipynb #93123774
+# %% ../nbs/24_tables.ipynb #64ba35e7
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 
 def published_number(text) -> tuple:
@@ -50,7 +50,7 @@ def published_number(text) -> tuple:
     std = re.search(r"(?:±|\\pm)\s*(" + _NUM + ")", s)
     return float(m.group()), (float(std.group(1)) if std else None)
 
-# %% ../nbs/24_tables.ipynb #40001bf6
+# %% ../nbs/24_tables.ipynb #5240a796
 SCALE_NAMES = ("smoke", "cpu", "paper")
 
 # The default scales. A spec may override any key for its own table.
@@ -59,7 +59,7 @@ DEFAULT_SCALES = {
     "smoke": {"epochs": 1, "teacher_epochs": 1, "max_steps_per_epoch": 2, "batch_size": 32, "dataset": "synthetic",
               "train_fraction": 1.0, "teacher": "untrained",
               # a synthetic set is smaller than the memory-bank methods' 16384 negatives
-              "method_params": {"hkd": {"num_negatives": 16}, "crd": {"num_negatives": 16}}},
+              "method_params": {"hkd": {"num_negatives": 16}, "crd": {"num_negatives": 16}, "frame": {"num_negatives": 16}}},
     # a shortened, faithful protocol for 2 CPU cores: fewer epochs, the schedule scaled with them
     "cpu": {"epochs": 30, "teacher_epochs": 30},
     # the paper's protocol
@@ -104,7 +104,7 @@ class Spec:
             if c.key == key: return c
         raise unknown_choice(f"cell of {self.name}", key, [c.key for c in self.cells])
 
-# %% ../nbs/24_tables.ipynb #58a75bba
+# %% ../nbs/24_tables.ipynb #f7768fbd
 _RUN_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
 
 def _check_keys(where: str, d: dict, valid):
@@ -187,7 +187,7 @@ def load_spec(name: str) -> Spec:
     return Spec(name, d.get("title", name), d.get("source", ""), metric, aggregate, epoch, teachers, rows, columns, cells,
                 scales, published, pub_source, d.get("seeds"))
 
-# %% ../nbs/24_tables.ipynb #854520d3
+# %% ../nbs/24_tables.ipynb #60a88213
 def _shrink(value: int, epochs: int, paper_epochs: int) -> int:
     return max(1, round(value * epochs / paper_epochs)) if value else value
 
@@ -212,8 +212,12 @@ def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     if "lr" in p["extra"]: p["lr"] = p["extra"].pop("lr")
     mp = p["method_params"]
     from kdbook.distill import METHODS
-    hp = METHODS.get(cell.params["method"]).make_params(mp)   # any method with an initialisation phase (FSP, FitNet)
-    if getattr(hp, "init_epochs", 0): mp["init_epochs"] = _shrink(hp.init_epochs, p["epochs"], paper_epochs)
+    method = METHODS.get(cell.params["method"])   # any method with an initialisation phase (FSP, FitNet, SSKD, sequential EGA)
+    hp = method.make_params(mp)
+    if method.distiller is not None and method.distiller.init_epochs(hp) and p["epochs"] != paper_epochs:
+        mp["init_epochs"] = _shrink(hp.init_epochs, p["epochs"], paper_epochs)
+        if method.distiller.init_milestones(hp):
+            mp["init_milestones"] = [_shrink(m, p["epochs"], paper_epochs) for m in method.distiller.init_milestones(hp)]
     mp.update((sc.get("method_params") or {}).get(cell.params["method"], {}))
     if "dataset" in sc: p["dataset"] = sc["dataset"]
     if "train_fraction" in sc: p["train_fraction"] = sc["train_fraction"]
@@ -229,7 +233,7 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
         if k in p["extra"]: p[k] = p["extra"].pop(k)
     return p
 
-# %% ../nbs/24_tables.ipynb #0fc14210
+# %% ../nbs/24_tables.ipynb #1891c40b
 def check_spec(spec: Spec) -> list:
     "Problems of a spec that loading cannot see: unregistered names, cells without a published value."
     from kdbook.data import DATASETS

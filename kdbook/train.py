@@ -8,7 +8,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'RunConf
            'latest_checkpoint', 'save_checkpoint_dir', 'LineProgress', 'progress_bar', 'TrainingDiverged',
            'train_epoch', 'evaluate', 'keep_freed_memory', 'fit', 'save_method_state', 'run', 'main']
 
-# %% ../nbs/20_train.ipynb #1836a645
+# %% ../nbs/20_train.ipynb #9a1e4edf
 import dataclasses, hashlib, json, math, os, shutil, subprocess, sys, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -23,7 +23,7 @@ from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, write_record, RECORD_NAME
 
-# %% ../nbs/20_train.ipynb #c12725c5
+# %% ../nbs/20_train.ipynb #07c3416e
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
 PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
@@ -92,7 +92,7 @@ def _check_types(cfg: RunConfig):
             names = " or ".join("None" if a is type(None) else a.__name__ for a in allowed)
             raise KDBookError(f"setting {f.name!r} must be {names}, got {value!r}.")
 
-# %% ../nbs/20_train.ipynb #dc026de2
+# %% ../nbs/20_train.ipynb #c369113f
 def scaled_milestones(epochs: int) -> tuple:
     "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
@@ -149,7 +149,9 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
             if c.teacher_ckpt == "pretrained":
                 if not c.teacher.startswith(("tv/", "clip:")):
                     raise KDBookError(f"teacher_ckpt 'pretrained' is for tv/ and clip: teachers; {c.teacher!r} needs a kdbook checkpoint.")
-                if c.alpha: raise KDBookError("KD (alpha > 0) needs teacher logits over the dataset's classes; a pretrained tv/ or clip: teacher has its own.")
+                if c.alpha and not (spec.distiller is not None and spec.distiller.kd_from_method and c.beta):
+                    raise KDBookError("KD (alpha > 0) needs teacher logits over the dataset's classes; a pretrained tv/ or clip: teacher "
+                                      "has its own. Methods in EGA's frame (ega, nce, ccl, frame) give them through their teacher head (beta > 0).")
         else:
             ckpt = read_checkpoint(c.teacher_ckpt)
             if c.teacher and c.teacher != ckpt["model"]:
@@ -175,7 +177,7 @@ def run_name(c: RunConfig) -> str:
     parts += [label, f"e{c.epochs}", f"s{c.seed}"]
     return "_".join(p.replace("/", "-") for p in parts)
 
-# %% ../nbs/20_train.ipynb #dfaa8cab
+# %% ../nbs/20_train.ipynb #943ea265
 class DistillModule(nn.Module):
     "Student + objective: `forward(images, batch, teacher_features) -> (terms, logits)`."
     def __init__(self, student: nn.Module, objective: Objective):
@@ -183,15 +185,20 @@ class DistillModule(nn.Module):
         self.student, self.objective = student, objective
 
     def forward(self, images, batch, teacher: Features | None):
+        "The named loss terms and the logits of view 0 (None when this phase does not run the student)."
+        obj = self.objective
+        if obj.phase == "init" and not obj.distiller.init_trains_student: return obj(None, teacher, batch), None
         s = self.student(images)
-        return self.objective(s, teacher, batch), s.logits
+        return obj(s, teacher, batch), s.logits[::obj.views]
 
 def build_objective(cfg: RunConfig, student: Features, teacher: Features | None, setup: DistillSetup) -> Objective:
     "The objective of a resolved config, given the networks' feature shapes."
     from kdbook.methods.kd import KDLoss
     spec = METHODS.get(cfg.method)
-    distiller = spec.distiller(student, teacher, setup, spec.make_params(cfg.method_params)) if spec.distiller and cfg.beta else None
-    return Objective(cfg.method, cfg.gamma, cfg.alpha, cfg.beta, KDLoss(cfg.kd_T) if cfg.alpha else None, distiller)
+    hp = spec.make_params(cfg.method_params)
+    distiller = spec.distiller(student, teacher, setup, hp) if spec.distiller and cfg.beta else None
+    views = spec.distiller.joint_views(hp) if spec.distiller else 1   # the data side sends them even when beta = 0
+    return Objective(cfg.method, cfg.gamma, cfg.alpha, cfg.beta, KDLoss(cfg.kd_T) if cfg.alpha else None, distiller, views)
 
 def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     "The teacher in eval mode with gradients off, or None when the objective does not use it."
@@ -201,14 +208,17 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     teacher.eval().requires_grad_(False)
     return teacher
 
-# %% ../nbs/20_train.ipynb #17981b85
-def step_schedule(optimizer, milestones, decay):
-    "LambdaLR applying `decay` at each milestone epoch, except to groups marked `fixed_lr`."
-    factor = lambda e: decay ** sum(e >= m for m in milestones)
-    lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else factor for g in optimizer.param_groups]
+# %% ../nbs/20_train.ipynb #b216ea85
+def step_schedule(optimizer, milestones, decay, init_epochs: int = 0, init_milestones=()):
+    "LambdaLR over both phases (stepped once per epoch), with `fixed_lr` and `init_only` groups."
+    def factor(e: int, init_only: bool = False) -> float:
+        if e < init_epochs: return decay ** sum(e >= m for m in init_milestones)
+        return 0.0 if init_only else decay ** sum(e - init_epochs >= m for m in milestones)
+    lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else (lambda e, o=bool(g.get("init_only")): factor(e, o))
+               for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-# %% ../nbs/20_train.ipynb #a8735a6c
+# %% ../nbs/20_train.ipynb #2e095e69
 class Progress:
     "The trainer's own state, saved with each checkpoint: the next epoch and the record so far."
     def __init__(self): self.epoch, self.record = 0, None
@@ -234,7 +244,7 @@ def save_checkpoint_dir(accelerator, run_dir, epoch: int):
             if old != final: shutil.rmtree(old)
     accelerator.wait_for_everyone()
 
-# %% ../nbs/20_train.ipynb #cd03802c
+# %% ../nbs/20_train.ipynb #e0fdcc3d
 class LineProgress:
     "A progress report for logs: one line every `interval` seconds."
     def __init__(self, total, desc, interval=30.0):
@@ -254,7 +264,7 @@ def progress_bar(total: int, desc: str, enabled: bool):
     mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
-# %% ../nbs/20_train.ipynb #83744b2d
+# %% ../nbs/20_train.ipynb #93e8fa55
 class TrainingDiverged(RuntimeError):
     "A loss term became NaN or Inf."
 
@@ -266,17 +276,21 @@ def _check_finite(names, sums, epoch, step):
                                f"in epoch {epoch + 1} (by step {step + 1}); the run stopped and the last complete "
                                f"epoch's checkpoint is kept. Non-finite terms: {', '.join(bad)}.")
 
+def _flat_views(x: torch.Tensor) -> torch.Tensor:
+    "(B, V, C, H, W) joint views -> (B*V, C, H, W), image-major; plain (B, C, H, W) images unchanged."
+    return x.flatten(0, 1) if x.dim() == 5 else x
+
 def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg: RunConfig, bar=None) -> dict:
     "Train one epoch; return the mean of every loss term and the training top-1."
     module.train()
     sums, names, correct, seen = None, None, 0, 0
     for step, batch in enumerate(loader):
         if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch: break
-        images = batch["image"]
+        images = _flat_views(batch["image"])
         t = None
         if teacher is not None:
             with torch.no_grad(), accelerator.autocast():
-                t = teacher(batch.get("teacher_image", images))
+                t = teacher(_flat_views(batch["teacher_image"]) if "teacher_image" in batch else images)
         terms, logits = module(images, batch, t)
         loss = sum(terms.values())
         accelerator.backward(loss)
@@ -285,8 +299,9 @@ def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg
         values = torch.stack([loss.detach()] + [v.detach() for v in terms.values()])
         names = names or ["loss", *terms]
         sums = values if sums is None else sums + values
-        correct = correct + (logits.detach().argmax(1) == batch["label"]).sum()
-        seen += len(images)
+        if logits is not None:   # None: an init phase that does not run the student
+            correct = correct + (logits.detach().argmax(1) == batch["label"]).sum()
+            seen += len(batch["label"])
         if (step + 1) % cfg.log_every == 0:
             s = sums.cpu()
             _check_finite(names, s, epoch, step)
@@ -298,7 +313,7 @@ def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg
     steps = step + 1 if not (cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch) else cfg.max_steps_per_epoch
     _check_finite(names, total[:-2], epoch, steps - 1)
     means = {n: total[i].item() / (steps * accelerator.num_processes) for i, n in enumerate(names)}
-    return {"train": means, "train_top1": 100.0 * total[-2].item() / total[-1].item()}
+    return {"train": means, "train_top1": 100.0 * total[-2].item() / total[-1].item() if total[-1] else None}
 
 @torch.no_grad()
 def evaluate(accelerator, model: nn.Module, loader) -> dict:
@@ -315,7 +330,7 @@ def evaluate(accelerator, model: nn.Module, loader) -> dict:
     correct, loss, n = totals.tolist()
     return {"test_top1": 100.0 * correct / n, "test_loss": loss / n}
 
-# %% ../nbs/20_train.ipynb #ca1e3af7
+# %% ../nbs/20_train.ipynb #a1f81bf2
 def keep_freed_memory() -> bool:
     "Ask glibc to keep freed memory in the heap (no trim, mmap only above 32 MB); False if unavailable."
     import ctypes, platform
@@ -325,7 +340,7 @@ def keep_freed_memory() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
-# %% ../nbs/20_train.ipynb #cf6e2445
+# %% ../nbs/20_train.ipynb #000319c8
 def _fresh_accelerator(cfg: RunConfig):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
@@ -376,7 +391,7 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     info = dataset_info(cfg.dataset)
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
                         cfg.augment, cfg.image_size, cfg.num_workers,
-                        extra_views=method.data_views(hp, info, train=True) if method else None,
+                        extra_views=method.data_views(hp, info, True, cfg.augment, cfg.image_size) if method else None,
                         extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None)
     num_classes = data.info.num_classes
     student = create_model(cfg.model, num_classes)
@@ -384,7 +399,7 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     # feature shapes from two test images through the test-time views: no augmentation, no RNG use
     raw = data.test.dataset.split.images[:2]
     probe = torch.stack([data.test.dataset[i]["image"] for i in range(2)])
-    t_view = (method.data_views(hp, info, train=False) if method else {}).get("teacher_image")
+    t_view = (method.data_views(hp, info, False, cfg.augment, cfg.image_size) if method else {}).get("teacher_image")
     t_probe = torch.stack([t_view(im) for im in raw]) if t_view else probe
     student.eval()
     with torch.no_grad(): s_shapes, t_shapes = student(probe).shapes(), teacher(t_probe).shapes() if teacher else None
@@ -398,7 +413,8 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     groups = [{"params": list(student.parameters())}]
     if module.objective.distiller is not None: groups += module.objective.distiller.param_groups()
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay)
+    init_epochs = method.init_epochs(hp) if method is not None and cfg.beta else 0   # beta 0: no method, no init phase
+    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, init_epochs, method.init_milestones(hp) if init_epochs else ())
     module, optimizer, train_dl, test_dl = accelerator.prepare(module, optimizer, data.train, data.test)
     if teacher is not None: teacher.to(accelerator.device)
     progress = Progress()
@@ -427,7 +443,6 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
         record["status"], record["error"] = "running", None
     if main: write_record(run_dir, record)
 
-    init_epochs = method.init_epochs(hp) if method is not None else 0
     total = init_epochs + cfg.epochs
     objective = accelerator.unwrap_model(module).objective
     start, epoch = time.time(), progress.epoch
@@ -445,8 +460,9 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
             metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar)
             if bar is not None: bar.close()
             t1 = time.time()
-            metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl))
-            if phase == "main": scheduler.step()   # the init phase runs at the constant initial lr
+            if phase == "main" or objective.distiller.init_trains_student:   # else the student is unchanged
+                metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl))
+            scheduler.step()
             add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **metrics, "train_seconds": round(t1 - t0, 3),
                                "eval_seconds": round(time.time() - t1, 3)})
             record["timings"]["seconds"] = round(record["timings"]["seconds"] + time.time() - t0, 3)
@@ -455,8 +471,9 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
             if main: write_record(run_dir, record)
             terms = ", ".join(f"{k} {v:.4f}" for k, v in metrics["train"].items() if k != "loss")
             best = f"best {record['best_top1']:.2f}%" if record["best_top1"] is not None else "init phase"
-            say(f"epoch {epoch + 1}/{total}  loss {metrics['train']['loss']:.4f} ({terms})  "
-                f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% ({best})  {time.time() - t0:.1f}s")
+            accuracy = "" if "test_top1" not in metrics else \
+                f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% ({best})  "
+            say(f"epoch {epoch + 1}/{total}  loss {metrics['train']['loss']:.4f} ({terms})  {accuracy}{time.time() - t0:.1f}s")
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < total:
                 raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as asked")
         final = accelerator.unwrap_model(module)
@@ -492,7 +509,7 @@ def save_method_state(path, method: str, distiller: nn.Module):
 def _compute_dtype_in(accelerator, student, x) -> str:
     with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
 
-# %% ../nbs/20_train.ipynb #5de22043
+# %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
     cfg = resolve(cfg)
@@ -512,7 +529,13 @@ def run(cfg: RunConfig, **kwargs) -> dict:
 def main(argv=None):
     "Entry point of `python -m kdbook.train CONFIG.json` (one process of a multi-process run)."
     args = sys.argv[1:] if argv is None else argv
-    fit(RunConfig.from_dict(json.loads(Path(args[0]).read_text())))
+    try:
+        fit(RunConfig.from_dict(json.loads(Path(args[0]).read_text())))
+    finally:
+        # tear the process group down before exit: left to the interpreter's shutdown, its threads
+        # can abort a process that finished its work ("terminate called without an active exception")
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 # `__file__` exists in the exported module, not in this notebook: only `python -m kdbook.train` runs main()
 if __name__ == "__main__" and "__file__" in globals(): main()

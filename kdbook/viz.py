@@ -5,20 +5,20 @@
 # %% auto #0
 __all__ = ['epochs_frame', 'summary', 'markdown_table', 'plot_curves', 'show_run']
 
-# %% ../nbs/23_viz.ipynb #6fb3ae75
+# %% ../nbs/23_viz.ipynb #2f91f69f
 import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-# %% ../nbs/23_viz.ipynb #5c5b5a83
+# %% ../nbs/23_viz.ipynb #cad2c8a2
 def epochs_frame(records: list) -> pd.DataFrame:
     "One row per epoch per run: run, method, epoch, lr, train loss, train/test top-1."
     rows = []
     for r in records:
         for e in r["epochs"]:
             rows.append({"run": r["run"], "method": r["config"]["method"], "epoch": e["epoch"], "lr": e["lr"],
-                         "train_loss": e["train"]["loss"], "train_top1": e["train_top1"], "test_top1": e["test_top1"]})
+                         "train_loss": e["train"]["loss"], "train_top1": e["train_top1"], "test_top1": e.get("test_top1")})   # an init phase may not evaluate
     return pd.DataFrame(rows)
 
 def summary(records: list) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def summary(records: list) -> pd.DataFrame:
                           "method": r["config"]["method"], "epochs": len(r["epochs"]), "last_top1": r["last_top1"],
                           "best_top1": r["best_top1"], "best_epoch": r["best_epoch"], "status": r["status"]} for r in records])
 
-# %% ../nbs/23_viz.ipynb #83b605f1
+# %% ../nbs/23_viz.ipynb #2d26524c
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     "A GitHub Markdown table of `df` (numbers right-aligned, floats formatted with `floatfmt`)."
     fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v))
@@ -36,7 +36,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "|".join("---:" if n else ":---" for n in num) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
-# %% ../nbs/23_viz.ipynb #1ef637c3
+# %% ../nbs/23_viz.ipynb #889b28d0
 def plot_curves(records: list, metric: str = "test_top1", ax=None, labels: list | None = None):
     "Seaborn line plot of `metric` per epoch, one line per run (named by `labels` if given)."
     df = epochs_frame(records)

@@ -32,9 +32,11 @@ RUNS = {
     "nce": dict(student="resnet8"),
     "ccl": dict(student="resnet8"),
     "rocket": dict(student="resnet14_x0.5", method_params={"booster": "resnet20"}),   # no teacher needed
+    "sskd": dict(student="resnet8", method_params={"init_epochs": 1}),
+    "frame": dict(student="resnet8", method_params={"loss": "rkd"}),   # EGA's RKD row: RKD on node embeddings
 }
 MULTIPROCESS = [   # relational ones must see the global batch; AT and FSP checked too
-    "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp"]
+    "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp", "sskd", "frame"]
 
 
 def test_every_graph_method_is_covered_here():
@@ -174,3 +176,60 @@ def test_fitnet_two_stage_reading(tmp_path):
                         max_steps_per_epoch=3, output_dir=str(tmp_path)), quiet=True)
     init, main = rec["epochs"]
     assert list(init["train"]) == ["loss", "fitnet.hint"] and sorted(main["train"]) == ["ce", "kd", "loss"]
+
+
+def test_sskd_trains_the_teacher_head_first_then_the_student_on_four_views(tmp_path):
+    # two init epochs (the teacher's head alone), then one main epoch (student and its head on 4 views per image)
+    kw = dict(dataset="synthetic", model="resnet8", teacher="resnet20", teacher_ckpt="untrained", method="sskd",
+              method_params={"init_epochs": 2, "init_milestones": [1]}, epochs=1, batch_size=8, max_steps_per_epoch=3,
+              output_dir=str(tmp_path), name="sskd")
+    import kdbook.models as M
+    from safetensors.torch import load_file
+    seen, forward = [], M.StagedNet.forward
+    def spy(self, x):
+        seen.append((self.training, len(x))); return forward(self, x)
+    M.StagedNet.forward = spy
+    states = []
+    try:
+        for stop in (1, 2):
+            with pytest.raises(KeyboardInterrupt):
+                fit(RunConfig(**kw), stop_after_epoch=stop, quiet=True)
+            states.append(load_file(str(tmp_path / "sskd" / "checkpoints" / f"epoch_{stop}" / "model.safetensors")))
+        # init phase: only the teacher (eval) runs, on 8 images x 4 rotations (2: the feature-shape probes)
+        assert {s for s in seen if s[1] != 2} == {(False, 32)}
+        seen.clear()
+        rec = fit(RunConfig(**kw), quiet=True)
+    finally:
+        M.StagedNet.forward = forward
+    assert (True, 32) in seen and (False, 32) in seen          # main phase: student (training) and teacher on 4 views
+    init1, init2 = states
+    for k in init1:
+        same = torch.equal(init1[k], init2[k])
+        if k.startswith("student."): assert same, k             # weights and batch-norm statistics untouched
+        elif k.startswith("objective.distiller.head_t."): assert not same, k
+        elif k.startswith("objective.distiller.head_s."): assert same, k
+    final = torch.load(tmp_path / "sskd" / "distiller.pt", weights_only=True)["state_dict"]
+    for k, v in final.items():                                  # the teacher's head is frozen in the main phase
+        if k.startswith("head_t."): assert torch.equal(v, init2["objective.distiller." + k]), k
+    phases = [(e["phase"], sorted(e["train"]), "test_top1" in e, e["lr"]) for e in rec["epochs"]]
+    assert phases[0][:3] == ("init", ["loss", "sskd.ss_head"], False) and phases[1][:3] == phases[0][:3]
+    assert phases[2][:3] == ("main", ["ce", "kd", "loss", "sskd.ss", "sskd.tf"], True)
+    assert [p[3] for p in phases] == pytest.approx([0.05, 0.005, 0.05])   # init milestone at 1, then the run's lr
+    assert rec["epochs"][0]["train_top1"] is None and rec["best_epoch"] == 3
+
+
+def test_ega_sequential_mode_trains_its_head_first_then_freezes_it(teacher_ckpt, tmp_path):
+    # EGA's sequential reading: the teacher head as a linear probe (init phase, student not run), then frozen
+    kw = dict(dataset="synthetic", model="resnet8", teacher_ckpt=teacher_ckpt, method="ega", epochs=1, batch_size=32,
+              max_steps_per_epoch=4, output_dir=str(tmp_path), name="seq", method_params={"mode": "sequential", "init_epochs": 2})
+    from safetensors.torch import load_file
+    with pytest.raises(KeyboardInterrupt):
+        fit(RunConfig(**kw), stop_after_epoch=2, quiet=True)
+    after_probe = load_file(str(tmp_path / "seq" / "checkpoints" / "epoch_2" / "model.safetensors"))
+    rec = fit(RunConfig(**kw), quiet=True)
+    assert [(e["phase"], sorted(e["train"])) for e in rec["epochs"]] == [
+        ("init", ["ega.teacher_ce", "loss"]), ("init", ["ega.teacher_ce", "loss"]), ("main", ["ce", "ega.edge", "ega.node", "loss"])]
+    assert rec["epochs"][1]["train"]["ega.teacher_ce"] < rec["epochs"][0]["train"]["ega.teacher_ce"]   # the probe learns
+    final = torch.load(tmp_path / "seq" / "distiller.pt", weights_only=True)["state_dict"]
+    for k, v in final.items():
+        if k.startswith(("embed_t.", "classify_t.")): assert torch.equal(v, after_probe["objective.distiller." + k]), k

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'EGA_MODES', 'frobenius', 'ega_losses', 'FrameParams', 'EmbeddingFrame', 'EGAParams', 'EGA']
 
-# %% ../../nbs/13_ega.ipynb #0efdba80
+# %% ../../nbs/13_ega.ipynb #bf1441c8
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from ..core import KDBookError, unknown_choice
 from ..distill import Distiller, register_method
 from ..graphs import pearson_rows
 
-# %% ../../nbs/13_ega.ipynb #4feee684
+# %% ../../nbs/13_ega.ipynb #dc817249
 def frobenius(a: torch.Tensor) -> torch.Tensor:
     "Frobenius norm with gradient 0 (not NaN) where the matrix is 0."
     sq = a.pow(2).sum()
@@ -30,7 +30,7 @@ def ega_losses(x_t: torch.Tensor, x_s: torch.Tensor) -> tuple:
     eye = torch.eye(len(pt), dtype=pt.dtype, device=pt.device)
     return frobenius(pt @ ps.T - eye), frobenius(pt @ pt.T - ps @ ps.T)
 
-# %% ../../nbs/13_ega.ipynb #7d938ee9
+# %% ../../nbs/13_ega.ipynb #db4386b8
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 EGA_MODES = ("simultaneous", "sequential")
 
@@ -38,9 +38,11 @@ EGA_MODES = ("simultaneous", "sequential")
 class FrameParams:
     "The embedding frame of EGA's code, shared by its baselines (defaults: yccm/EGA train_student.py)."
     dim: int = 256                 # node-embedding size (--feature_dim)
-    mode: str = "simultaneous"     # simultaneous: teacher head trained by CE alongside; sequential: loaded and frozen
-    teacher_head: str = ""         # sequential mode: distiller.pt of a run whose teacher head is trained
-    teacher_lr: float = 0.01       # constant lr of the teacher head (--learning_rate_t, never decayed)
+    mode: str = "simultaneous"     # simultaneous: teacher head trained by CE alongside; sequential: trained first, then frozen
+    teacher_head: str = ""         # sequential mode: distiller.pt of a run whose teacher head is trained ('' = train it first)
+    teacher_lr: float = 0.01       # lr of the teacher head (--learning_rate_t; constant when simultaneous)
+    init_epochs: int = 240         # sequential mode: epochs of the head's linear probe (train_teacher.py --epochs)
+    init_milestones: tuple = (150, 180, 210)   # sequential mode: x0.1 (train_teacher.py --lr_decay_epochs)
     student_head: bool = True      # the student's classifier reads its node embedding (StudNet): train <model>+emb<dim>
     teacher_image_size: int = 0    # 0: the teacher sees the student's view; e.g. 224: its own view at that size
     teacher_norm: str = "dataset"  # normalisation of the teacher view: dataset | clip
@@ -54,12 +56,12 @@ class EmbeddingFrame(Distiller):
         return f"{model}+emb{hp.dim}" if hp.student_head and "+emb" not in model else model
 
     @classmethod
-    def data_views(cls, hp, info, train: bool) -> dict:
+    def data_views(cls, hp, info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
         if not hp.teacher_image_size: return {}
         if hp.teacher_norm not in ("dataset", "clip"): raise unknown_choice("teacher_norm", hp.teacher_norm, ("dataset", "clip"))
         mean, std = (CLIP_MEAN, CLIP_STD) if hp.teacher_norm == "clip" else (info.mean, info.std)
-        crop = [v2.RandomCrop(info.image_size, padding=4)] if train else []
-        flip = [v2.RandomHorizontalFlip()] if train else []
+        crop = [v2.RandomCrop(info.image_size, padding=4)] if train and augment else []
+        flip = [v2.RandomHorizontalFlip()] if train and augment else []
         size = (hp.teacher_image_size,) * 2
         return {"teacher_image": v2.Compose([*crop, v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
                                              *flip, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])}
@@ -72,8 +74,7 @@ class EmbeddingFrame(Distiller):
         if hp.student_head and d_s != hp.dim:
             raise KDBookError(f"the student head expects a {hp.dim}-d embedding, the student's pooled vector has {d_s}.")
         self.embed_t, self.classify_t = nn.Linear(d_t, hp.dim), nn.Linear(hp.dim, setup.num_classes)
-        if hp.mode == "sequential":
-            if not hp.teacher_head: raise KDBookError("sequential mode needs teacher_head: the distiller.pt of a run with a trained head.")
+        if hp.mode == "sequential" and hp.teacher_head:
             state = torch.load(Path(hp.teacher_head), map_location="cpu", weights_only=True)["state_dict"]
             head = {k: v for k, v in state.items() if k.startswith(("embed_t.", "classify_t."))}
             missing = self.load_state_dict(head, strict=False).missing_keys
@@ -81,12 +82,28 @@ class EmbeddingFrame(Distiller):
                 raise KDBookError(f"{hp.teacher_head!r} holds no teacher head of these sizes.")
             self.embed_t.requires_grad_(False); self.classify_t.requires_grad_(False)
 
+    init_trains_student = False   # sequential mode's first phase trains the teacher head alone
+
+    @classmethod
+    def init_epochs(cls, hp) -> int:
+        return hp.init_epochs if hp.mode == "sequential" and not hp.teacher_head else 0
+
+    def init_loss(self, s, t, batch) -> dict:
+        return {"teacher_ce": F.cross_entropy(self.classify_t(self.embed_t(t.pooled)), batch["label"])}
+
     def param_groups(self) -> list:
-        groups = []
+        groups, head = [], [*self.embed_t.parameters(), *self.classify_t.parameters()]
         if self.hp.mode == "simultaneous":   # TeacNet's own optimiser: SGD at a constant lr 0.01
-            groups.append({"params": [*self.embed_t.parameters(), *self.classify_t.parameters()], "lr": self.hp.teacher_lr, "fixed_lr": True})
+            groups.append({"params": head, "lr": self.hp.teacher_lr, "fixed_lr": True})
+        elif not self.hp.teacher_head:       # sequential: a linear probe first (its own schedule), frozen after
+            groups.append({"params": head, "lr": self.hp.teacher_lr, "init_only": True})
         if self.embed_s is not None: groups.append({"params": list(self.embed_s.parameters())})
         return groups
+
+    kd_from_method = True   # KD (alpha > 0) reads the teacher head's logits, without gradient (EGA+KD)
+
+    def kd_teacher_logits(self, teacher) -> torch.Tensor:
+        with torch.no_grad(): return self.classify_t(self.embed_t(teacher.pooled.float()))
 
     def embeddings(self, s, t) -> tuple:
         "(student node embedding, teacher node embedding, teacher-head logits)."
