@@ -6,7 +6,7 @@
 __all__ = ['PID_NAME', 'Job', 'sweep_dir', 'parse_shard', 'select_cells', 'needs_teacher', 'plan', 'job_state', 'sweep_status',
            'status_line', 'status_table', 'run_job', 'record_failure', 'execute', 'reproduce']
 
-# %% ../nbs/25_reproduce.ipynb #3de9bc33
+# %% ../nbs/25_reproduce.ipynb #9826dc63
 import dataclasses, fnmatch, json, os, socket, statistics, subprocess, sys, time
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from .core import KDBookError, atomic_write_text, check_positive, unknown_choice
 from .results import RECORD_NAME, finish, new_record, read_record, write_record
 from .tables import SCALE_NAMES, Cell, Spec, load_spec, scaled_params, teacher_params
 
-# %% ../nbs/25_reproduce.ipynb #ddf5e822
+# %% ../nbs/25_reproduce.ipynb #6e4da878
 @dataclasses.dataclass
 class Job:
     "One run of a sweep: a teacher (train_teacher) or a student (distill)."
@@ -81,7 +81,7 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     return {"root": root, "teachers": list(teachers.values()), "students": students,
             "spec_only": [(c.key, c.spec_only) for c in cells if c.spec_only]}
 
-# %% ../nbs/25_reproduce.ipynb #e34bee8a
+# %% ../nbs/25_reproduce.ipynb #cbb6ca29
 PID_NAME = "job.pid"
 
 def _alive(pid: int) -> bool:
@@ -133,7 +133,7 @@ def status_table(jobs: list) -> str:
         lines.append(f"{j.key:<40} {state:<11} {len(rec['epochs']) if rec else 0:>3}/{j.params['epochs']:<3} epochs  {acc}{err}")
     return "\n".join(lines)
 
-# %% ../nbs/25_reproduce.ipynb #121f95f8
+# %% ../nbs/25_reproduce.ipynb #5e407e07
 def run_job(job_file) -> int:
     "Worker entry: run one job described by `job_file`; exit code 0 (completed), 1 (failed) or 2 (bad input)."
     from kdbook.runner import run_notebook
@@ -219,7 +219,7 @@ def execute(jobs: list, workers: int = 1, say=print, report_every: float = 60.0)
         raise
     return status()
 
-# %% ../nbs/25_reproduce.ipynb #843aad26
+# %% ../nbs/25_reproduce.ipynb #71c2cca8
 def reproduce(experiment: str, scale: str = "cpu", seeds: int | None = None, output_dir="runs/reproduce", only=(),
               shard=None, workers: int = 1, run_settings=None, status_only: bool = False, dry_run: bool = False, say=print) -> dict:
     "Run (or show) the sweep of `experiment` at `scale`; return its status."
@@ -242,5 +242,5 @@ def reproduce(experiment: str, scale: str = "cpu", seeds: int | None = None, out
     say(status_line(st))
     return st
 
-# %% ../nbs/25_reproduce.ipynb #fc5a45c0
+# %% ../nbs/25_reproduce.ipynb #9fb585da
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(run_job(sys.argv[1]))

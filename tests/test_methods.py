@@ -34,14 +34,17 @@ RUNS = {
     "rocket": dict(student="resnet14_x0.5", method_params={"booster": "resnet20"}),   # no teacher needed
     "sskd": dict(student="resnet8", method_params={"init_epochs": 1}),
     "frame": dict(student="resnet8", method_params={"loss": "rkd"}),   # EGA's RKD row: RKD on node embeddings
+    # readings kdbook chose where the papers are silent (IRG's FSP column, EGA's IRG column)
+    "fsp/widths": dict(method="fsp", student="resnet14_x0.5", method_params={"init_epochs": 1, "connector": "conv1x1"}),
+    "frame/irg": dict(method="frame", student="resnet8", method_params={"loss": "irg"}),
 }
 MULTIPROCESS = [   # relational ones must see the global batch; AT and FSP checked too
-    "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp", "sskd", "frame"]
+    "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp", "sskd", "frame", "frame/irg"]
 
 
 def test_every_graph_method_is_covered_here():
     library = {n for n in METHODS.names() if METHODS.get(n).distiller is None or METHODS.get(n).distiller.__module__.startswith("kdbook.")}
-    assert set(RUNS) == library - {"baseline", "kd"}
+    assert {r.get("method", k) for k, r in RUNS.items()} == library - {"baseline", "kd"}
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +54,15 @@ def teacher_ckpt(tmp_path_factory):
     return str(out / "t" / "model.pt")
 
 
-@pytest.mark.parametrize("method", list(RUNS))
-def test_method_trains_through_the_distill_notebook(method, teacher_ckpt, tmp_path):
-    params = dict(dataset="synthetic", teacher_ckpt=teacher_ckpt, method=method, epochs=3, batch_size=32,
-                  output_dir=str(tmp_path), extra={"log_every": 5}, **RUNS[method])
+@pytest.mark.parametrize("run", list(RUNS))
+def test_method_trains_through_the_distill_notebook(run, teacher_ckpt, tmp_path):
+    method = RUNS[run].get("method", run)
+    params = dict(dataset="synthetic", teacher_ckpt=teacher_ckpt, epochs=3, batch_size=32,
+                  output_dir=str(tmp_path), extra={"log_every": 5}, **{"method": method, **RUNS[run]})
     rec = run_notebook("distill", params, log_output=False)
     assert rec["status"] == "completed" and (tmp_path / rec["run"] / "notebook.ipynb").exists()
     main = [e for e in rec["epochs"] if e["phase"] == "main"]
-    assert len(main) == 3 and len(rec["epochs"]) == 3 + (RUNS[method].get("method_params") or {}).get("init_epochs", 0)
+    assert len(main) == 3 and len(rec["epochs"]) == 3 + (RUNS[run].get("method_params") or {}).get("init_epochs", 0)
     losses = [e["train"] for e in main]
     assert all(math.isfinite(v) for e in rec["epochs"] for v in e["train"].values())
     assert any(k.startswith(f"{method}.") for e in rec["epochs"] for k in e["train"])
@@ -77,16 +81,16 @@ def test_hkd_with_crd_negatives_decreases(teacher_ckpt, tmp_path):
     assert loss == sorted(loss, reverse=True)
 
 
-@pytest.mark.parametrize("method", MULTIPROCESS)
-def test_two_processes_equal_one_on_the_global_batch(method, tmp_path):
+@pytest.mark.parametrize("key", MULTIPROCESS)
+def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     # Two optimiser steps (one per epoch): enough for the memory banks, heads and momentum written in step 1
     # to be read in step 2. Longer runs are not compared: these losses amplify rounding on their own (in ONE
     # process, nudging the initial weights by 1e-8 moves HKD's weights by 3e-4 within two steps, through its
     # tau = 0.07 logits and kNN selection), so only the first steps can be held to float tolerance.
     # beta = 1 for every method: the gathering is what is tested, and large weights (PKT's 30000) would turn the
     # summation-order rounding of step 1 into 1e-3 differences at step 2 (as a 1e-8 nudge of the weights does)
-    kw = dict(dataset="synthetic", model="convnet_nobn", teacher="convnet_nobn", teacher_ckpt="untrained", method=method,
-              method_params=RUNS[method].get("method_params", {}), beta=1.0, augment=False, device="cpu", epochs=2,
+    kw = dict(dataset="synthetic", model="convnet_nobn", teacher="convnet_nobn", teacher_ckpt="untrained", method=RUNS[key].get("method", key),
+              method_params=RUNS[key].get("method_params", {}), beta=1.0, augment=False, device="cpu", epochs=2,
               max_steps_per_epoch=1, batch_size=32, log_every=1, output_dir=str(tmp_path))
     one, two = run(RunConfig(name="one", **kw)), run(RunConfig(name="two", processes=2, **kw))
     assert two["machine"]["processes"] == 2
@@ -105,10 +109,10 @@ def test_two_processes_equal_one_on_the_global_batch(method, tmp_path):
             torch.testing.assert_close(da[k], db[k], rtol=0, atol=5e-5)
 
 
-@pytest.mark.parametrize("method", list(RUNS))
-def test_method_runs_under_bf16_autocast(method, tmp_path):
-    rec = fit(RunConfig(dataset="synthetic", model=RUNS[method]["student"], teacher="resnet20", teacher_ckpt="untrained", method=method,
-                        method_params=RUNS[method].get("method_params", {}), precision="bf16", device="cpu", epochs=1,
+@pytest.mark.parametrize("run", list(RUNS))
+def test_method_runs_under_bf16_autocast(run, tmp_path):
+    rec = fit(RunConfig(dataset="synthetic", model=RUNS[run]["student"], teacher="resnet20", teacher_ckpt="untrained",
+                        method=RUNS[run].get("method", run), method_params=RUNS[run].get("method_params", {}), precision="bf16", device="cpu", epochs=1,
                         max_steps_per_epoch=3, batch_size=32, log_every=1, output_dir=str(tmp_path)), quiet=True)
     assert rec["machine"]["compute_dtype"] == "bfloat16"
     assert all(math.isfinite(v) for v in rec["epochs"][0]["train"].values())

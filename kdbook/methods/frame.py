@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['FRAME_LOSSES', 'FrameLossParams', 'FrameLoss']
 
-# %% ../../nbs/15m_frame.ipynb #f6548212
+# %% ../../nbs/15m_frame.ipynb #f65aeec3
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -14,25 +14,28 @@ from ..core import Features, unknown_choice
 from ..distill import DistillSetup, register_method
 from .crd import CRD, CRDParams
 from .ega import EmbeddingFrame, FrameParams
+from .irg import IRGParams, irg_edge_loss, irg_edges, irg_vertex_loss
 from .pkt import pkt_loss
 from .rkd import rkd_angle_loss, rkd_distance_loss
 
-# %% ../../nbs/15m_frame.ipynb #14041fa1
-FRAME_LOSSES = ("none", "hint", "pkt", "rkd", "crd")
+# %% ../../nbs/15m_frame.ipynb #86410546
+FRAME_LOSSES = ("none", "hint", "pkt", "rkd", "crd", "irg")
 
 @dataclass
 class FrameLossParams(FrameParams):
     "A comparison loss on EGA's node embeddings (defaults: yccm/EGA train_student.py and distiller_zoo)."
-    loss: str = "none"               # --distill: none (the frame alone; KD by alpha) | hint | pkt | rkd | crd
+    loss: str = "none"               # --distill: none (the frame alone; KD by alpha) | hint | pkt | rkd | crd | irg
     rkd_distance: float = 25.0       # RKDLoss(w_d=25)
     rkd_angle: float = 50.0          # RKDLoss(w_a=50)
     num_negatives: int = 16384       # crd: RepDistiller --nce_k (undefined in EGA's release)
+    irg_vertex: float = IRGParams.lambda1   # irg (not in EGA's release): IRG's logits term, kdbook's irg default
+    irg_edge: float = IRGParams.lambda2     # irg: IRG's edge term (IRG.prototxt loss_weight 0.005)
 
 @register_method("frame", params=FrameLossParams, gamma=1.0, alpha=0.0, beta=1.0,
                  source="yccm/EGA train_student.py: -r 1 -a 0 -b 1; HintLoss(), PKT(), RKDLoss(), CRDLoss(opt)",
-                 summary="A comparison loss (hint, pkt, rkd, crd; or KD by alpha) on EGA's node embeddings, as EGA's table ran its baselines")
+                 summary="A comparison loss (hint, pkt, rkd, crd, irg; or KD by alpha) on EGA's node embeddings, as EGA's table ran its baselines")
 class FrameLoss(EmbeddingFrame):
-    "FitNet, PKT, RKD or CRD on the node embeddings of EGA's frame (KD with `alpha`, against the teacher head)."
+    "FitNet, PKT, RKD, CRD or IRG on the node embeddings of EGA's frame (KD with `alpha`, against the teacher head)."
 
     @classmethod
     def data_extras(cls, hp, train_split, seed: int) -> list:
@@ -44,6 +47,7 @@ class FrameLoss(EmbeddingFrame):
     def __init__(self, student, teacher, setup: DistillSetup, hp: FrameLossParams):
         if hp.loss not in FRAME_LOSSES: raise unknown_choice("loss of the frame method", hp.loss, FRAME_LOSSES)
         super().__init__(student, teacher, setup, hp)
+        if hp.loss == "irg": self.needs = ("pooled", "logits")   # IRG's vertex term reads the student's logits
         # CRD on the two 256-d node embeddings: its own embeddings and memory banks (EGA: s_dim = t_dim = feature_dim)
         node = Features(logits=None, pooled=(hp.dim,))
         self.crd = CRD(node, node, setup, self._crd_params(hp)) if hp.loss == "crd" else None
@@ -58,4 +62,7 @@ class FrameLoss(EmbeddingFrame):
             terms["angle"] = hp.rkd_angle * rkd_angle_loss(x_s, x_t)
         elif hp.loss == "crd":
             terms.update(self.crd(Features(logits=None, pooled=x_s), Features(logits=None, pooled=x_t), batch))
+        elif hp.loss == "irg":
+            if hp.irg_vertex: terms["logits"] = hp.irg_vertex * irg_vertex_loss(z_t.detach(), s.logits)
+            if hp.irg_edge: terms["edge"] = hp.irg_edge * irg_edge_loss(irg_edges(x_t), irg_edges(x_s))
         return {**terms, **self.head_terms(z_t, batch)}
