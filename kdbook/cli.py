@@ -7,12 +7,11 @@ __all__ = ['LISTS', 'NOTEBOOK_COMMANDS', 'registries', 'list_lines', 'notebook_p
            'console']
 
 # %% ../nbs/30_cli.ipynb #92e46203
-import argparse, sys
+import argparse, re, sys
 from pathlib import Path
 
-import yaml
 
-from .core import KDBookError
+from .core import KDBookError, load_yaml
 
 # %% ../nbs/30_cli.ipynb #3f0c6a55
 def registries() -> dict:
@@ -42,9 +41,8 @@ def list_lines(what: str) -> list:
 
 # %% ../nbs/30_cli.ipynb #f41a64d2
 def _value(default, text: str):
-    if isinstance(default, str): return text
-    try: return yaml.safe_load(text)
-    except yaml.YAMLError as e: raise KDBookError(f"cannot read {text!r} as a value ({e}).") from None
+    "A command-line value: text for a text parameter, else YAML (numbers, None, lists, mappings; `1e-3` is a float)."
+    return text if isinstance(default, str) else load_yaml(text)
 
 def notebook_parser(sub, command: str, notebook: str, help: str):
     "A subcommand whose options are `notebook`'s parameters."
@@ -73,9 +71,19 @@ NOTEBOOK_COMMANDS = {
     "distill": ("distill", "distill a student from a teacher checkpoint through nbs/experiments/distill.ipynb"),
 }
 
+class _Parser(argparse.ArgumentParser):
+    "argparse, with its errors as the one `kdbook: error:` line and exit code 2 that every bad input gets."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")   # `--lr -1e-3` is a value
+
+    def error(self, message):
+        print(f"kdbook: error: {message} (see `{self.prog} --help`).", file=sys.stderr)
+        sys.exit(2)
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     "The parser; a notebook command's options are read from its notebook only when that command runs."
-    parser = argparse.ArgumentParser(prog="kdbook", description="Reproducible graph-based knowledge distillation.")
+    parser = _Parser(prog="kdbook", description="Reproducible graph-based knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ls = sub.add_parser("list", help="list registered methods, models, datasets, experiment notebooks or tables (one per line, name first)")
     ls.add_argument("what", choices=LISTS)
@@ -94,7 +102,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        description="Run every cell x seed of an experiment spec (data/experiments/<name>.yaml) through the distill notebook "
                                    "with papermill, teachers first. Completed runs are skipped; interrupted ones resume; failed ones are "
                                    "recorded and the others go on. Run the same command again to resume.")
-    r.add_argument("experiment", help="experiment spec name (`kdbook list tables`)")
+    r.add_argument("experiment", nargs="?", help="experiment spec name (`kdbook list tables`)")
+    r.add_argument("--spec-file", default=None, metavar="FILE", help="run the experiment spec in FILE (a table of your own) instead of a named one")
     r.add_argument("--scale", default="cpu", help="smoke (seconds, synthetic data), cpu (shortened protocol for 2 CPU cores) or paper")
     r.add_argument("--seeds", type=int, default=None, help="runs per cell (unset: 1 at smoke, 2 at cpu, the paper's count at paper scale)")
     r.add_argument("--only", action="append", default=[], metavar="ROW/COL", help="run only cells matching this pattern, e.g. '*/KD' (repeatable)")
@@ -107,7 +116,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders")
     r.add_argument("--status", action="store_true", help="show which runs are done, running, failed or pending, and the time left; run nothing")
     rp = sub.add_parser("report", formatter_class=fmt, help="aggregate a reproduced table next to the published one (Markdown, figures, notebook)")
-    rp.add_argument("experiment", help="experiment spec name (`kdbook list tables`)")
+    rp.add_argument("experiment", nargs="?", help="experiment spec name (`kdbook list tables`)")
+    rp.add_argument("--spec-file", default=None, metavar="FILE", help="the experiment spec file the sweep ran (see reproduce --spec-file)")
     rp.add_argument("--scale", default="cpu", help="smoke, cpu or paper")
     rp.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders (as given to reproduce)")
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
@@ -122,14 +132,16 @@ def main(argv=None) -> int:
             print("\n".join(list_lines(args.what)))
         elif args.command == "reproduce":
             from kdbook.reproduce import reproduce
+            _need_experiment(args)
             settings = {"device": args.device, "precision": args.precision, "processes": args.processes, "data_dir": args.data_dir}
             if args.data_dir: settings["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
             st = reproduce(args.experiment, args.scale, args.seeds, args.output_dir, args.only, args.shard, args.workers,
-                           settings, status_only=args.status, say=lambda m: print(m, flush=True))
+                           settings, status_only=args.status, say=lambda m: print(m, flush=True), spec_file=args.spec_file)
             return 1 if st["counts"]["failed"] and not args.status else 0
         elif args.command == "report":
             from kdbook.report import run_report_notebook
-            nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None)
+            _need_experiment(args)
+            nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file)
             print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, runs.csv, figures, report.ipynb)")
         elif args.command == "demo":
             from kdbook.runner import demo
@@ -148,12 +160,14 @@ def main(argv=None) -> int:
         print("kdbook: interrupted; completed epochs are checkpointed, run the same command again to resume.", file=sys.stderr)
         return 130
     except Exception as e:
-        if type(e).__name__ == "PapermillExecutionError" and getattr(e, "ename", "") in ("KDBookError", "DatasetNotFound"):
-            print(f"kdbook: error: {e.evalue}", file=sys.stderr)   # bad input found inside the notebook
-            return KDBookError.exit_code
-        print(f"kdbook: the run failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
-              "The run record says failed; the executed notebook in the run folder shows where.", file=sys.stderr)
+        from kdbook.runner import RunFailed
+        if isinstance(e, RunFailed): print(f"kdbook: the run failed: {e}", file=sys.stderr)
+        else: print(f"kdbook: failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}", file=sys.stderr)
         return 1
+
+def _need_experiment(args):
+    if not (args.experiment or args.spec_file):
+        raise KDBookError(f"name an experiment (`kdbook list tables`) or give --spec-file; `kdbook {args.command} --help` says more.")
 
 def console():
     "Console-script wrapper: exit with `main`'s code."

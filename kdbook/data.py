@@ -107,66 +107,134 @@ def _download(name, url, md5, root, looked, how):
 # %% ../nbs/02_data.ipynb #135b6dcf
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
-def decode_images(paths: list) -> list:
-    "Decode image files to uint8 RGB tensors (3 x H x W): batched libjpeg-turbo, else Pillow."
-    if not paths: return []
-    datas = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p in paths]
+def _decode_one(path: Path, data: torch.Tensor) -> torch.Tensor:
+    "One image file to uint8 RGB (torchvision's decoders, else Pillow); a `KDBookError` naming the file if it cannot be read."
+    import warnings
     try:
-        import warnings
-        from torchvision.io import ImageReadMode, decode_jpeg, decode_image
+        from torchvision.io import ImageReadMode, decode_image
         with warnings.catch_warnings():   # torchvision 0.29 deprecates its decoders in favour of TorchCodec
             warnings.simplefilter("ignore", DeprecationWarning)
-            if all(str(p).lower().endswith((".jpg", ".jpeg")) for p in paths): return list(decode_jpeg(datas, mode=ImageReadMode.RGB))
-            return [decode_image(d, mode=ImageReadMode.RGB) for d in datas]
-    except (ImportError, AttributeError, RuntimeError):
-        from PIL import Image
-        def pil(p):
-            with Image.open(p) as im: return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-        return [pil(p) for p in paths]
+            return decode_image(data, mode=ImageReadMode.RGB)
+    except (ImportError, AttributeError): pass
+    except RuntimeError as e: raise KDBookError(f"image file {str(path)!r} cannot be decoded ({' '.join(str(e).split())[:200]}); replace or remove it.") from None
+    from PIL import Image
+    try:
+        with Image.open(path) as im: return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+    except Exception as e: raise KDBookError(f"image file {str(path)!r} cannot be decoded ({type(e).__name__}: {e}); replace or remove it.") from None
+
+def _file_bytes(path: Path) -> torch.Tensor:
+    data = path.read_bytes()
+    if not data: raise KDBookError(f"image file {str(path)!r} cannot be decoded (it is empty); replace or remove it.")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+def decode_images(paths: list) -> list:
+    "Decode image files to uint8 RGB tensors (3 x H x W): JPEGs in one batched libjpeg-turbo call, the rest one by one."
+    if not paths: return []
+    datas = [_file_bytes(Path(p)) for p in paths]
+    if all(str(p).lower().endswith((".jpg", ".jpeg")) for p in paths):
+        try:
+            import warnings
+            from torchvision.io import ImageReadMode, decode_jpeg
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return list(decode_jpeg(datas, mode=ImageReadMode.RGB))
+        except (ImportError, AttributeError): pass
+        except RuntimeError: pass   # a file that does not decode: the loop below names it
+    return [_decode_one(Path(p), d) for p, d in zip(paths, datas)]
 
 def read_image_folder(root: Path, size: int | None = None) -> tuple:
     "Decode every image under `root/<class>/` to uint8 RGB; return (images, labels, classes)."
-    classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not classes: raise KDBookError(f"image folder {str(root)!r} holds no class folders (expected <class>/<image> files).")
     files, labels = [], []
     for c, cls in enumerate(classes):
-        found = sorted(p for p in (Path(root) / cls).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        found = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+        if not found: raise KDBookError(f"class folder {str(root / cls)!r} holds no images ({', '.join(_IMAGE_SUFFIXES)}).")
         files += found; labels += [c] * len(found)
     images = [img if not size or img.shape[-1] == size else _resize(img, size) for img in decode_images(files)]
+    odd = next((i for i, im in enumerate(images) if im.shape != images[0].shape), None)
+    if odd is not None:
+        raise KDBookError(f"images under {str(root)!r} differ in size: {tuple(images[0].shape[1:])} ({files[0].name}) and "
+                          f"{tuple(images[odd].shape[1:])} ({str(files[odd])!r}).")
     return torch.stack(images), torch.tensor(labels, dtype=torch.long), classes
 
 def _resize(img: torch.Tensor, size: int) -> torch.Tensor:
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round().clamp(0, 255).to(torch.uint8)
 
+
 # %% ../nbs/02_data.ipynb #6bc75599
 _CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"
 _CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"
 
-def _unpickle(path):
-    with open(path, "rb") as f: return pickle.load(f, encoding="latin1")
+class _CifarUnpickler(pickle.Unpickler):
+    "Admits what the CIFAR python files hold (dicts, lists, strings, numbers, numpy arrays); any other global is refused, so no file can run code."
+    _ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} | \
+               {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 
-def _cifar_arrays(data) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).copy())
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED: raise pickle.UnpicklingError(f"it asks for {module}.{name}, which no CIFAR file holds")
+        return super().find_class(module, name)
+
+def _unpickle(path) -> dict:
+    "A CIFAR python file as a dict, read with the restricted unpickler."
+    try:
+        with open(path, "rb") as f: d = _CifarUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError: raise KDBookError(f"CIFAR file {str(path)!r} is missing: restore it, or remove its folder to download it again.") from None
+    except Exception as e:
+        raise KDBookError(f"{str(path)!r} is not a CIFAR python file ({type(e).__name__}: {e}); kdbook reads only dicts, lists, "
+                          "strings, numbers and numpy arrays from it.") from None
+    if not isinstance(d, dict): raise KDBookError(f"{str(path)!r} is not a CIFAR python file (it holds a {type(d).__name__}, not a dict).")
+    return d
+
+def _cifar_field(d: dict, key: str, path):
+    if key not in d: raise KDBookError(f"{str(path)!r} is not a CIFAR python file (no {key!r} entry).")
+    return d[key]
+
+def _cifar_arrays(d: dict, path) -> torch.Tensor:
+    data = _cifar_field(d, "data", path)
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3 * 32 * 32):
+        raise KDBookError(f"{str(path)!r}: its 'data' is not an N x 3072 uint8 array.")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+
+def _cifar_labels(d: dict, key: str, path, num_classes: int) -> torch.Tensor:
+    labels = _cifar_field(d, key, path)
+    if not (isinstance(labels, list) and all(isinstance(l, int) and 0 <= l < num_classes for l in labels)):
+        raise KDBookError(f"{str(path)!r}: its {key!r} is not a list of class ids in [0, {num_classes}).")
+    return torch.tensor(labels, dtype=torch.long)
+
+def _cifar10_tree(root: Path, split: str) -> Split | None:
+    "CIFAR-10 from an ImageFolder tree of JPEGs (`cifar10-jpeg/` in `root`, or `root` itself), if there is one."
+    for tree in (root / "cifar10-jpeg", root):
+        if not ((tree / "train").is_dir() and (tree / "test").is_dir()): continue
+        classes = sorted(p.name for p in (tree / split).iterdir() if p.is_dir())
+        if tree == root and len(classes) != 10: continue   # a data folder with train/ and test/ of something else
+        if len(classes) != 10:
+            raise KDBookError(f"CIFAR-10 tree {str(tree / split)!r} has {len(classes)} class folders ({', '.join(classes) or 'none'}); expected 10.")
+        images, labels, classes = read_image_folder(tree / split)
+        return Split(images, labels, classes, "cifar10-jpeg (ImageFolder tree of re-encoded JPEGs)")
+    return None
 
 @DATASETS.register("cifar10", info=DatasetInfo(10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
                                               "per-channel statistics of the CIFAR-10 training set"))
 def cifar10(root: Path, split: str, download: bool = True) -> Split:
     "CIFAR-10 (Krizhevsky 2009): 50,000 train / 10,000 test 32x32 images, 10 classes."
-    pickles, jpeg_roots = root / "cifar-10-batches-py", [root / "cifar10-jpeg", root]
-    for tree in jpeg_roots:
-        if not (pickles / "batches.meta").exists() and (tree / split).is_dir() and (tree / "test").is_dir():
-            images, labels, classes = read_image_folder(tree / split)
-            if len(classes) == 10: return Split(images, labels, classes, f"cifar10-jpeg tree at {tree}")
-    looked = [pickles / "data_batch_1..5, test_batch", root / "cifar10-jpeg/{train,test}/<class>/*.jpg"]
-    how = "kdbook downloads the original files when online; or unpack an ImageFolder tree of JPEGs there."
+    pickles = root / "cifar-10-batches-py"
     if not (pickles / "batches.meta").exists():
+        tree = _cifar10_tree(root, split)
+        if tree is not None: return tree
+        looked = [pickles / "data_batch_1..5, test_batch", root / "cifar10-jpeg/{train,test}/<class>/*.jpg"]
+        how = "kdbook downloads the original files when online; or unpack an ImageFolder tree of JPEGs there."
         if not download: raise _not_found("cifar10", looked, how)
         _download("cifar10", *_CIFAR10_URL, root, looked, how)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    batches = [_unpickle(pickles / n) for n in names]
-    images = torch.cat([_cifar_arrays(b["data"]) for b in batches])
-    labels = torch.tensor([l for b in batches for l in b["labels"]], dtype=torch.long)
-    return Split(images, labels, _unpickle(pickles / "batches.meta")["label_names"], "cifar-10-python (original)")
+    batches = [(pickles / n, _unpickle(pickles / n)) for n in names]
+    images = torch.cat([_cifar_arrays(b, p) for p, b in batches])
+    labels = torch.cat([_cifar_labels(b, "labels", p, 10) for p, b in batches])
+    if len(labels) != len(images): raise KDBookError(f"CIFAR-10 files in {str(pickles)!r} hold {len(images)} images but {len(labels)} labels.")
+    return Split(images, labels, list(_cifar_field(_unpickle(pickles / "batches.meta"), "label_names", pickles / "batches.meta")),
+                 "cifar-10-python (original)")
 
 def _cifar100(root, split, download, label_key, names_key, name):
     base = root / "cifar-100-python"
@@ -174,9 +242,11 @@ def _cifar100(root, split, download, label_key, names_key, name):
     if not (base / "meta").exists():
         if not download: raise _not_found(name, looked, how)
         _download(name, *_CIFAR100_URL, root, looked, how)
-    d = _unpickle(base / split)
-    return Split(_cifar_arrays(d["data"]), torch.tensor(d[label_key], dtype=torch.long),
-                 _unpickle(base / "meta")[names_key], "cifar-100-python (original)")
+    d, meta = _unpickle(base / split), _unpickle(base / "meta")
+    classes = list(_cifar_field(meta, names_key, base / "meta"))
+    images, labels = _cifar_arrays(d, base / split), _cifar_labels(d, label_key, base / split, len(classes))
+    if len(labels) != len(images): raise KDBookError(f"{str(base / split)!r} holds {len(images)} images but {len(labels)} labels.")
+    return Split(images, labels, classes, "cifar-100-python (original)")
 
 _C100_NORM = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761), "RepDistiller train_student.py (CIFAR-100 constants)"
 

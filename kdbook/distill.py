@@ -116,6 +116,12 @@ class MethodSpec:
             if k not in valid: raise unknown_choice(f"hyperparameter of method {self.name!r}", k, valid)
         return self.params(**{k: _coerce(valid[k], k, v) for k, v in overrides.items()})
 
+    def uses_teacher(self, alpha: float | None = None, beta: float | None = None) -> bool:
+        "Whether a run with these weights (None: the defaults) reads a teacher: KD does, the method's own loss does if it needs one."
+        alpha = self.alpha if alpha is None else alpha
+        beta = self.beta if beta is None else beta
+        return bool(alpha) or (self.needs_teacher and self.distiller is not None and bool(beta))
+
 def _coerce(f, name, value):
     "Coerce a command-line value to the field's default type (int, float, bool, str, tuple)."
     default = f.default if f.default is not dataclasses.MISSING else None

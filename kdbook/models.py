@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Features, KDBookError, Registry
+from .core import Features, KDBookError, Registry, atomic_write
 
 # %% ../nbs/03_models.ipynb #3eeca08a
 class StagedNet(nn.Module):
@@ -362,13 +362,9 @@ CHECKPOINT_FORMAT = "kdbook-model-1"
 
 def save_checkpoint(path, model: nn.Module, name: str, num_classes: int, **meta) -> Path:
     "Save `model`'s weights with its zoo name and class count (written atomically)."
-    import os
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "model": name, "num_classes": num_classes,
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}, tmp)
-    os.replace(tmp, path)
-    return path
+    ckpt = {"format": CHECKPOINT_FORMAT, "model": name, "num_classes": num_classes,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
+    return atomic_write(path, lambda f: torch.save(ckpt, f))
 
 def read_checkpoint(path) -> dict:
     "The checkpoint dict at `path`, or a `KDBookError` saying why it is not a kdbook checkpoint."
@@ -389,6 +385,10 @@ def load_checkpoint(path, name: str | None = None, num_classes: int | None = Non
         raise KDBookError(f"teacher checkpoint {str(path)!r} holds a {ckpt['model']!r}, not a {name!r}.")
     if num_classes is not None and num_classes != ckpt["num_classes"]:
         raise KDBookError(f"teacher checkpoint {str(path)!r} has {ckpt['num_classes']} classes; the dataset has {num_classes}.")
-    model = create_model(ckpt["model"], ckpt["num_classes"])
-    model.load_state_dict(ckpt["state_dict"])
+    try: model = create_model(ckpt["model"], ckpt["num_classes"])
+    except KDBookError as e: raise KDBookError(f"checkpoint {str(path)!r} names a model kdbook cannot build: {e}") from None
+    try: model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        why = " ".join(str(e).split())[:400]
+        raise KDBookError(f"checkpoint {str(path)!r} does not fit its architecture {ckpt['model']!r} ({why}).") from None
     return model, ckpt

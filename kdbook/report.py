@@ -7,12 +7,12 @@ __all__ = ['collect', 'teacher_accuracy', 'aggregate', 'markdown_report', 'plot_
            'write_report', 'notebook_inputs', 'run_report_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
-import json, math, statistics
+import json, math, os, statistics
 from pathlib import Path
 
 import pandas as pd
 
-from .core import KDBookError, atomic_write_text
+from .core import KDBookError, atomic_write, atomic_write_text, file_mode
 from .results import RECORD_NAME, read_record
 from .tables import Spec, load_spec, published_number
 from .reproduce import sweep_dir
@@ -29,9 +29,17 @@ def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame
                          "best_epoch": rec["best_epoch"], "seconds": rec["timings"]["seconds"],
                          "variant": (rec.get("dataset") or {}).get("variant"), "scale": rec["config"].get("scale"),
                          "commit": ((rec.get("environment") or {}).get("git") or {}).get("commit"),
+                         "numerics": _numerics(rec),
                          "error": (rec.get("error") or "").splitlines()[0] if rec.get("error") else "", "path": str(path.parent)})
     return pd.DataFrame(rows, columns=["row", "col", "seed", "status", "epochs", "last_top1", "best_top1", "best_epoch",
-                                       "seconds", "variant", "scale", "commit", "error", "path"])
+                                       "seconds", "variant", "scale", "commit", "numerics", "error", "path"])
+
+def _numerics(rec: dict) -> str:
+    "What besides config and versions decides bitwise equality: device, processes, precision, threads, kernels, determinism."
+    n, m = (rec.get("environment") or {}).get("numerics") or {}, rec.get("machine") or {}
+    if not n: return "not recorded"
+    return (f"{m.get('device', '?')} x{m.get('processes', '?')}, {m.get('compute_dtype', '?')}, {n['intra_op_threads']} thread(s), "
+            f"{n['cpu_capability']}" + (", deterministic" if n["deterministic_algorithms"] else ""))
 
 def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduce") -> tuple:
     "(last, best) test top-1 of a teacher: its run record, or the metadata of its committed checkpoint."
@@ -117,6 +125,12 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
         lines.append(f"| {x.row} | {x.label} | {x.n} | {x.failed} | {_fmt(_none(x.last), _none(x.last_std))} | "
                      f"{_fmt(_none(x.best), _none(x.best_std))} | {_fmt(_none(x.published), _none(x.published_std))} | "
                      f"{'' if _none(x.diff) is None else f'{x.diff:+.2f}'} |")
+    mixed = [(key, g.numerics.unique()) for key, g in runs[runs.status == "completed"].groupby(["row", "col"]) if g.numerics.nunique() > 1] \
+        if len(runs) else []
+    if mixed:   # float reductions differ with threads, kernels and devices: such seeds are not reruns of one computation
+        lines += ["", "## Cells whose runs differ in numerics", "",
+                  "Their runs ran with different threads, kernels, devices or determinism settings, so equal seeds would "
+                  "not give bitwise equal numbers:", ""] + [f"- {r}/{c}: {'; '.join(sorted(v))}" for (r, c), v in mixed]
     failed = runs[runs.status == "failed"] if len(runs) else runs
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- `{f.row}/{f.col}/seed{f.seed}`: {f.error}" for f in failed.itertuples()]
@@ -172,11 +186,12 @@ def plot_method_curves(spec: Spec, runs: pd.DataFrame):
     return fig
 
 # %% ../nbs/26_report.ipynb #cf7bae89
-def write_report(experiment: str, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None) -> dict:
+def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, spec_file=None) -> dict:
     "Aggregate a sweep into `report_dir` (default: the sweep folder's `report/`): report.md, cells.csv, runs.csv, figures."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    spec = load_spec(experiment)
+    spec = load_spec(experiment, spec_file or None)
+    experiment = spec.name
     runs = collect(spec, scale, output_dir)
     if not len(runs): raise KDBookError(f"no runs of {experiment} at scale {scale!r} under {str(sweep_dir(output_dir, experiment, scale))!r}; "
                                         f"run `kdbook reproduce {experiment} --scale {scale}` first.")
@@ -190,9 +205,8 @@ def write_report(experiment: str, scale: str = "cpu", output_dir="runs/reproduce
     figures = {}
     if (runs.status == "completed").any():
         for name, fig in (("measured_vs_published.png", plot_vs_published(spec, cells, runs)), ("curves.png", plot_method_curves(spec, runs))):
-            tmp = out / f".{name}"
-            fig.savefig(tmp, dpi=110, format="png"); plt.close(fig); tmp.replace(out / name)
-            figures[name] = out / name
+            figures[name] = atomic_write(out / name, lambda f: fig.savefig(f, dpi=110, format="png"))
+            plt.close(fig)
     return {"dir": out, "markdown": md, "cells": cells, "runs": runs, "figures": figures}
 
 def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
@@ -205,19 +219,23 @@ def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
     reproduce("irg_table4", "smoke", 1, d, only=["r20-r14x0.5/KD"], say=lambda *a: None)
     return "irg_table4", "smoke", d
 
-def run_report_notebook(experiment: str, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False) -> Path:
+def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False,
+                        spec_file=None) -> Path:
     "Execute nbs/experiments/report.ipynb with papermill into the report folder (it writes and renders the report)."
     import papermill as pm
-    from kdbook.runner import notebooks_dir
-    if not len(collect(load_spec(experiment), scale, output_dir)):   # refuse before writing anything
-        raise KDBookError(f"no runs of {experiment} at scale {scale!r} under {str(sweep_dir(output_dir, experiment, scale))!r}; "
-                          f"run `kdbook reproduce {experiment} --scale {scale}` first.")
-    out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, experiment, scale) / "report"
+    from kdbook.runner import KERNEL_ARGS, notebooks_dir
+    spec = load_spec(experiment, spec_file or None)
+    if not len(collect(spec, scale, output_dir)):   # refuse before writing anything
+        raise KDBookError(f"no runs of {spec.name} at scale {scale!r} under {str(sweep_dir(output_dir, spec.name, scale))!r}; "
+                          f"run `kdbook reproduce {spec.name} --scale {scale}` first.")
+    out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".report.ipynb"
-    pm.execute_notebook(str(notebooks_dir() / "report.ipynb"), str(tmp), kernel_name="python3", cwd=str(out),
-                        parameters={"experiment": experiment, "scale": scale, "output_dir": str(Path(output_dir).resolve()),
-                                    "report_dir": str(out)}, log_output=log_output, progress_bar=False,
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
-    tmp.replace(out / "report.ipynb")
+    tmp = out / ".report.ipynb.tmp"
+    try:
+        pm.execute_notebook(str(notebooks_dir() / "report.ipynb"), str(tmp), kernel_name="python3", cwd=str(out),
+                            parameters={"experiment": spec.name, "scale": scale, "output_dir": str(Path(output_dir).resolve()),
+                                        "report_dir": str(out), "spec_file": str(Path(spec_file).resolve()) if spec_file else ""},
+                            log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
+        os.chmod(tmp, file_mode()); tmp.replace(out / "report.ipynb")
+    finally: tmp.unlink(missing_ok=True)
     return out / "report.ipynb"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .core import KDBookError, unknown_choice
+from .core import KDBookError, check_name, load_yaml, unknown_choice
 from .train import PAPER_EPOCHS, RunConfig
 
 # %% ../nbs/24_tables.ipynb #06fd6432
@@ -31,8 +31,9 @@ def experiment_names() -> list:
     return sorted(p.stem for p in (data_root() / "experiments").glob("*.yaml"))
 
 def _read_yaml(path: Path) -> dict:
-    try: d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise KDBookError(f"{str(path)!r} is not valid YAML ({e}).") from None
+    try: d = load_yaml(path.read_text())
+    except KDBookError as e: raise KDBookError(f"{str(path)!r} is not valid YAML: {e}") from None
+    except OSError as e: raise KDBookError(f"cannot read {str(path)!r} ({e.strerror}).") from None
     if not isinstance(d, dict): raise KDBookError(f"{str(path)!r} must hold a mapping.")
     return d
 
@@ -115,11 +116,17 @@ def _check_recipe(where: str, recipe: dict):
     _check_keys(f"{where} recipe", recipe, _RUN_KEYS - {"name", "output_dir", "seed", "scale", "role", "model", "teacher",
                                                         "teacher_ckpt", "method", "method_params"})
 
-def load_spec(name: str) -> Spec:
-    "Read and check `data/experiments/<name>.yaml` and its published table."
-    root = data_root()
-    path = root / "experiments" / f"{name}.yaml"
-    if not path.exists(): raise unknown_choice("experiment", name, experiment_names())
+def load_spec(name: str | None = None, spec_file=None) -> Spec:
+    "Read and check experiment `name` (one of `experiment_names()`), or the spec file given explicitly, with its published table."
+    if spec_file:   # a table of the user's own: its name is the file's, its published table and checkpoints sit beside it
+        path = Path(spec_file).expanduser().resolve()
+        if path.suffix != ".yaml" or not path.is_file(): raise KDBookError(f"spec file {str(spec_file)!r} is not a .yaml file.")
+        if name not in (None, path.stem): raise KDBookError(f"spec file {str(spec_file)!r} holds experiment {path.stem!r}, not {name!r}.")
+        name, root = check_name("experiment name", path.stem), path.parent.parent
+    else:   # by name from the registry of tables: never a path
+        if name not in experiment_names(): raise unknown_choice("experiment", name, experiment_names())
+        root = data_root()
+        path = root / "experiments" / f"{name}.yaml"
     d = _read_yaml(path)
     _check_keys(f"experiment {name}", d, {"title", "source", "published", "metric", "aggregate", "epoch", "seeds", "dataset",
                                            "train_fraction", "recipe", "teachers", "rows", "columns", "cells", "scales", "notes"})

@@ -40,3 +40,17 @@ class NanAfter(Distiller):
         self.calls += 1
         value = s.logits.pow(2).mean() * 0
         return {"value": value + (float("nan") if self.calls >= self.hp.steps else 0.0)}
+
+
+@register_method("forgets_params", gamma=1.0, alpha=0.0, beta=1.0, needs_teacher=False, source="tests")
+class ForgetsParams(Distiller):
+    "A trainable head that its method leaves out of the optimizer (test only: the trainer must refuse to start)."
+    needs = ("pooled",)
+
+    def __init__(self, student, teacher, setup, hp=None):
+        super().__init__(student, teacher, setup, hp)
+        self.head = torch.nn.Linear(student.pooled[0], 4)
+
+    def param_groups(self): return []
+
+    def forward(self, s, t, batch): return {"head": self.head(s.pooled).pow(2).mean()}

@@ -131,6 +131,24 @@ def test_bad_input_exits_2_and_writes_nothing(specs, tmp_path, capsys, args, mes
     assert not out.exists()
 
 
+def test_the_report_flags_cells_whose_runs_differ_in_numerics(specs, tmp_path):
+    # float reductions change with the thread count: 58.27 with 1 thread, 59.03 with 2 (IRG Table 4 baseline, seed 0)
+    out = tmp_path / "runs"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "2", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    from kdbook.report import write_report
+    assert "differ in numerics" not in write_report("toy", "smoke", out)["markdown"]
+    seed1 = out / "toy/smoke/r8-r8/Baseline/seed1/record.json"
+    rec = json.loads(seed1.read_text())
+    assert rec["environment"]["numerics"]["intra_op_threads"] >= 1
+    rec["environment"]["numerics"]["intra_op_threads"] = 7
+    seed1.write_text(json.dumps(rec))
+    md = write_report("toy", "smoke", out)["markdown"]
+    assert "## Cells whose runs differ in numerics" in md
+    line = next(l for l in md.splitlines() if l.startswith("- r8-r8/Baseline:"))
+    assert "7 thread(s)" in line
+
+
 def test_missing_dataset_stops_the_sweep_before_any_run(specs, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KDBOOK_OFFLINE", "1")
     out = tmp_path / "runs"

@@ -49,8 +49,11 @@ def test_two_processes_equal_one_process_on_the_global_batch(synthetic_run, tmp_
             assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-5, abs=1e-7), term
         assert abs(e1["test_top1"] - e2["test_top1"]) <= 100 / 320
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    # the gradient all-reduce sums in another order than one process does; over 20 SGD steps the rounding
+    # grows to ~6e-5 on weights of ~0.1 (measured on an AMD EPYC, AVX512 kernels). A run that saw only its
+    # half of each batch fails the loss check above (tried: relative difference 1.3e-5 in epoch 1's loss).
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=2e-4)
     # and the relational term really depends on the whole batch: computed on half of it, it differs
     import torch.nn.functional as F
     from kdbook_test_plugins import ToyRelational
@@ -82,3 +85,10 @@ def test_bf16_autocast_is_really_active_on_cpu(synthetic_run):
     assert plain["machine"]["compute_dtype"] == "float32"
     # bf16 changes the numbers: the two runs are not the same computation
     assert rec["epochs"][0]["train"]["loss"] != plain["epochs"][0]["train"]["loss"]
+
+
+def test_a_method_that_hides_a_trainable_parameter_from_the_optimizer_is_refused(synthetic_run, tmp_path):
+    from kdbook.core import KDBookError
+    with pytest.raises(KDBookError, match=r"In no group: \['objective.distiller.head.weight', 'objective.distiller.head.bias'\]"):
+        fit(synthetic_run(name="hidden", method="forgets_params"), quiet=True)
+    assert not (tmp_path / "hidden" / "record.json").exists()   # refused before the run is recorded

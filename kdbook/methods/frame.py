@@ -52,6 +52,10 @@ class FrameLoss(EmbeddingFrame):
         node = Features(logits=None, pooled=(hp.dim,))
         self.crd = CRD(node, node, setup, self._crd_params(hp)) if hp.loss == "crd" else None
 
+    def param_groups(self) -> list:
+        # CRD's projection heads train with the student at the run's lr (RepDistiller's trainable_list: embed_s, embed_t)
+        return super().param_groups() + (self.crd.param_groups() if self.crd is not None else [])
+
     def forward(self, s, t, batch) -> dict:
         x_s, x_t, z_t = self.embeddings(s, t)
         x_t, hp, terms = x_t.detach(), self.hp, {}
