@@ -111,7 +111,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1, help="runs at a time (on a CPU each gets its share of the cores)")
     r.add_argument("--processes", type=int, default=1, help="processes per run (GPUs; launched through torchrun/accelerate)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    r.add_argument("--precision", default="no", help="no, bf16 or fp16")
+    r.add_argument("--precision", default="auto", help="auto (bf16 where the device computes it natively), no (fp32), bf16 or fp16")
     r.add_argument("--data-dir", default="", help="dataset folder (empty: $KDBOOK_DATA, else data/ of the checkout)")
     r.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders")
     r.add_argument("--status", action="store_true", help="show which runs are done, running, failed or pending, and the time left; run nothing")

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
-import yaml
+import yaml   # torch is imported where it is used: `kdbook --help` and `kdbook list` answer without it
 
 # %% ../nbs/00_core.ipynb #fe1b6ee3
 class KDBookError(Exception):
@@ -153,6 +152,7 @@ class Features:
 # %% ../nbs/00_core.ipynb #5c70a3ab
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (all devices) with `seed`."
+    import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 def in_test() -> bool:
@@ -192,7 +192,7 @@ def _json_default(o):
     if dataclasses.is_dataclass(o): return dataclasses.asdict(o)
     if isinstance(o, Path): return str(o)
     if isinstance(o, (np.integer, np.floating)): return o.item()
-    if isinstance(o, torch.Tensor): return o.tolist()
+    if hasattr(o, "tolist"): return o.tolist()   # tensors and arrays
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 # %% ../nbs/00_core.ipynb #4831920a

@@ -61,7 +61,7 @@ class Distiller(nn.Module):
 
     @classmethod
     def data_views(cls, hp, info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
-        "Named views of every image, as transforms of the uint8 image: extra ones (EGA's `teacher_image`) or `image` itself."
+        "Named views of every image, as `kdbook.data.View`s: extra ones (EGA's `teacher_image`) or `image` itself (SSKD's rotations)."
         return {}
 
     @classmethod
@@ -216,4 +216,4 @@ class Objective(nn.Module):
                     for name, value in d(s, t, b).items(): terms[f"{self.method}.{name}"] = self.beta * value
         return terms
 
-def _is_view(key: str) -> bool: return key == "image" or key.endswith("_image")
+def _is_view(key: str) -> bool: return key in ("image", "pixels") or key.endswith("_image")

@@ -179,7 +179,7 @@ def plot_method_curves(spec: Spec, runs: pd.DataFrame):
         for r in done[done.row == rid].itertuples():
             rec = read_record(r.path)
             frames += [{"method": spec.columns[r.col].get("label", r.col), "seed": r.seed, "epoch": e["epoch"],
-                        "test top-1 (%)": e["test_top1"]} for e in rec["epochs"] if e.get("phase", "main") == "main"]
+                        "test top-1 (%)": e["test_top1"]} for e in rec["epochs"] if e.get("phase", "main") == "main" and "test_top1" in e]
         sns.lineplot(data=pd.DataFrame(frames), x="epoch", y="test top-1 (%)", hue="method", errorbar="sd", ax=ax)
         ax.set_title(spec.rows[rid].get("label", rid), fontsize=10); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     fig.tight_layout()

@@ -233,7 +233,7 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
     seeds = seeds or spec.scales[scale].get("seeds") or (spec.seeds if scale == "paper" else None) or (1 if scale == "smoke" else 2)
     check_positive("workers", workers)
     settings = dict(run_settings or {})   # checked here once, not in each worker
-    check_device(settings.get("device", "auto"), settings.get("precision", "no"), settings.get("processes", 1))
+    check_device(settings.get("device", "auto"), settings.get("precision", "auto"), settings.get("processes", 1))
     if not status_only: check_output_dir(output_dir)
     p = plan(spec, scale, seeds, output_dir, only, shard, run_settings)
     jobs = p["teachers"] + p["students"]

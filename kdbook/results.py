@@ -58,6 +58,7 @@ def add_epoch(record: dict, metrics: dict) -> dict:
     "Append one epoch's metrics and update last/best test top-1 (the earliest maximum; main-phase epochs only)."
     record["epochs"].append(metrics)
     if metrics.get("phase", "main") != "main": return record   # an initialisation phase does not train the classifier
+    if "test_top1" not in metrics: return record               # not evaluated this epoch (eval_every > 1)
     top1 = metrics["test_top1"]
     record["last_top1"] = top1
     if record["best_top1"] is None or top1 > record["best_top1"]:

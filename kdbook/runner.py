@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
-from .train import RunConfig, remove_temporaries, resolve
+# kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
 
 # %% ../nbs/22_runner.ipynb #ceaa1e50
 EXPERIMENTS = Registry("experiment")
@@ -34,13 +34,18 @@ def notebook_path(name: str) -> Path:
     return notebooks_dir() / f"{name}.ipynb"
 
 def notebook_parameters(name: str) -> dict:
-    "The notebook's parameters: name -> {'default': value, 'help': text}, in the cell's order."
-    import papermill as pm
-    return {k: {"default": ast.literal_eval(v["default"]), "help": v["help"]}
-            for k, v in pm.inspect_notebook(str(notebook_path(name))).items()}
+    "The notebook's parameters: name -> {'default': value, 'help': text}, in the cell's order (its `parameters` cell, read as papermill does)."
+    import io, tokenize
+    nb = json.loads(notebook_path(name).read_text(encoding="utf-8"))
+    cell = next((c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None: raise KDBookError(f"notebook {name!r} has no cell tagged 'parameters'.")
+    source = "".join(cell["source"])
+    comments = {t.start[0]: t.string.lstrip("#").strip() for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    return {node.targets[0].id: {"default": ast.literal_eval(node.value), "help": comments.get(node.lineno, "")}
+            for node in ast.parse(source).body if isinstance(node, ast.Assign)}
 
 # %% ../nbs/22_runner.ipynb #f7a33b55
-def smoke_config(cfg: RunConfig) -> RunConfig:
+def smoke_config(cfg: "RunConfig") -> "RunConfig":
     "The same run shrunk to seconds on synthetic data (what experiment notebooks run under nbdev_test)."
     from kdbook.distill import METHODS
     distilling = cfg.role == "student" and METHODS.get(cfg.method).uses_teacher(cfg.alpha, cfg.beta)
@@ -50,14 +55,15 @@ def smoke_config(cfg: RunConfig) -> RunConfig:
                                train_fraction=1.0, output_dir=out, processes=1, precision="no",
                                teacher=cfg.teacher or ("resnet8" if teacher_ckpt == "untrained" else ""), teacher_ckpt=teacher_ckpt)
 
-def _config(extra: dict, **settings) -> RunConfig:
+def _config(extra: dict, **settings) -> "RunConfig":
+    from kdbook.train import RunConfig
     if extra is not None and not isinstance(extra, dict): raise KDBookError(f"extra must be a mapping of run settings, got {extra!r}.")
     cfg = RunConfig.from_dict({**settings, **(extra or {})})
     return smoke_config(cfg) if in_test() else cfg
 
 @EXPERIMENTS.register("train_teacher")
 def teacher_config(dataset="digits", model="resnet20", epochs=240, batch_size=64, lr=None, train_fraction=1.0, seed=0,
-                   precision="no", device="auto", processes=1, data_dir="", output_dir="runs", name="", extra=None) -> RunConfig:
+                   precision="auto", device="auto", processes=1, data_dir="", output_dir="runs", name="", extra=None) -> "RunConfig":
     "Train a network on the labels alone (a teacher, or a table's baseline row): nbs/experiments/train_teacher.ipynb."
     return _config(extra, dataset=dataset, model=model, method="baseline", role="teacher", epochs=epochs, batch_size=batch_size,
                    lr=lr, train_fraction=train_fraction, seed=seed, precision=precision, device=device, processes=processes,
@@ -66,7 +72,7 @@ def teacher_config(dataset="digits", model="resnet20", epochs=240, batch_size=64
 @EXPERIMENTS.register("distill")
 def distill_config(dataset="digits", teacher_ckpt="", teacher="", student="resnet8", method="kd", method_params=None,
                    gamma=None, alpha=None, beta=None, kd_T=4.0, epochs=240, batch_size=64, lr=None, train_fraction=1.0,
-                   seed=0, precision="no", device="auto", processes=1, data_dir="", output_dir="runs", name="", extra=None) -> RunConfig:
+                   seed=0, precision="auto", device="auto", processes=1, data_dir="", output_dir="runs", name="", extra=None) -> "RunConfig":
     "Distill a student from a teacher checkpoint with any method: nbs/experiments/distill.ipynb."
     return _config(extra, dataset=dataset, teacher_ckpt=teacher_ckpt, teacher=teacher, model=student, method=method,
                    method_params={} if method_params is None else method_params, gamma=gamma, alpha=alpha, beta=beta, kd_T=kd_T, epochs=epochs,
@@ -78,6 +84,7 @@ _PATHS = ("data_dir", "output_dir", "teacher_ckpt")
 
 def prepare(notebook: str, params: dict) -> tuple:
     "Check `params` for `notebook`; return (resolved RunConfig, the parameters to inject)."
+    from kdbook.train import resolve
     declared = notebook_parameters(notebook)
     for k in params:
         if k not in declared: raise unknown_choice(f"parameter of notebook {notebook!r}", k, declared)
@@ -118,12 +125,15 @@ USER_ERRORS = ("KDBookError", "DatasetNotFound", "RunLocked")   # raised in a ke
 # The kernel's own log: only what is critical. At ERROR it prints its transport notices, and after Ctrl-C (which
 # reaches the kernel too) a ZMQ traceback for the reply it can no longer send; the notebook's own errors go to the notebook.
 KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
+# The kernel is stopped at once when the notebook ends (a graceful shutdown of a kernel holding torch takes a second
+# or more); after an error or Ctrl-C too, so the record is completed here when the kernel could not finish it.
 
 def run_notebook(notebook: str, params: dict, log_output: bool = True) -> dict:
     "Execute experiment `notebook` with `params` through papermill; return the run record."
+    cfg, params = prepare(notebook, params)   # bad input is refused before papermill is even imported
     import papermill as pm
     from papermill.iorw import papermill_io
-    cfg, params = prepare(notebook, params)
+    from kdbook.train import remove_temporaries
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):
         if (run_dir / RECORD_NAME).exists():
@@ -140,7 +150,7 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True) -> dict:
         try:
             pm.execute_notebook(str(notebook_path(notebook)), ATOMIC_IO + str(run_dir / "notebook.ipynb"), parameters=params,
                                 kernel_name="python3", cwd=str(run_dir), log_output=log_output, progress_bar=False,
-                                extra_arguments=KERNEL_ARGS)
+                                extra_arguments=KERNEL_ARGS, shutdown_kernel="immediate")
         except BaseException as e:
             ename = getattr(e, "ename", None)   # papermill: the notebook's own error
             interrupted = isinstance(e, KeyboardInterrupt) or ename == "KeyboardInterrupt"

@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_FORMAT', 'RunConfig', 'scaled_milestones',
-           'default_lr', 'check_output_dir', 'resolve', 'check_device', 'run_name', 'DistillModule', 'build_objective',
-           'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state', 'latest_checkpoint', 'remove_temporaries',
-           'save_training_state', 'load_training_state', 'LineProgress', 'progress_bar', 'TrainingDiverged',
-           'train_epoch', 'evaluate', 'keep_freed_memory', 'check_param_groups', 'fit', 'save_method_state', 'run',
-           'main']
+           'default_lr', 'check_output_dir', 'resolve', 'cpu_flags', 'bf16_native', 'check_device', 'run_name',
+           'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state',
+           'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress',
+           'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory',
+           'check_param_groups', 'fit', 'save_method_state', 'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
 import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time, traceback
@@ -21,14 +21,14 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .core import Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, plain_name, seed_everything, unknown_choice
-from .data import DATASETS, dataset_info, load_split, make_loaders, training_split
+from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
 from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
 
 # %% ../nbs/20_train.ipynb #07c3416e
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
-PRECISIONS, DEVICES = ("no", "bf16", "fp16"), ("auto", "cpu", "cuda")
+PRECISIONS, DEVICES = ("auto", "no", "bf16", "fp16"), ("auto", "cpu", "cuda")
 
 @dataclass
 class RunConfig:
@@ -56,7 +56,11 @@ class RunConfig:
     weight_decay: float = 5e-4
     lr_milestones: tuple | None = None
     lr_decay: float = 0.1
-    precision: str = "no"             # no | bf16 | fp16 (fp16 needs a GPU)
+    precision: str = "auto"           # auto (bf16 where the device computes it natively, else fp32) | no | bf16 | fp16 (GPU)
+    channels_last: bool = True        # conv nets and their inputs in channels-last memory (faster on every device measured)
+    batched_transforms: bool = True   # the papers' transforms on the device, a batch at a time (False: per image in the loader)
+    eval_every: int = 1               # evaluate every k-th epoch of the main phase (the last one always)
+    compile: bool = False             # torch.compile the student and the teacher
     device: str = "auto"              # auto | cpu | cuda
     processes: int = 1                # >1: launched with torchrun, one process per GPU (or CPU gloo)
     sync_bn: bool = False             # SyncBatchNorm across processes (GPU only)
@@ -125,7 +129,7 @@ def check_output_dir(path) -> Path:
 
 def _check_numbers(c: RunConfig):
     "Every number of a run in its valid range (the weights after the method's defaults are filled in)."
-    for name in ("epochs", "batch_size", "log_every"): check_positive(name, getattr(c, name))
+    for name in ("epochs", "batch_size", "log_every", "eval_every"): check_positive(name, getattr(c, name))
     for name in ("max_steps_per_epoch", "image_size"):
         if getattr(c, name) is not None: check_positive(name, getattr(c, name))
     if c.num_workers < 0: raise KDBookError(f"num_workers must be 0 or more, got {c.num_workers!r}.")
@@ -147,6 +151,7 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     hp = spec.make_params(c.method_params)
     if spec.distiller is not None: c.model = spec.distiller.adapt_student(c.model, hp)
     check_device(c.device, c.precision, c.processes)
+    if c.precision == "auto": c.precision = "bf16" if bf16_native(c.device) else "no"
     if c.sync_bn and not (torch.cuda.is_available() and c.device != "cpu"): raise KDBookError("sync_bn needs CUDA GPUs (SyncBatchNorm has no CPU kernel).")
     if c.role not in ("student", "teacher"): raise unknown_choice("role", c.role, ("student", "teacher"))
     c.lr = default_lr(c.model) if c.lr is None else c.lr
@@ -168,6 +173,17 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
             # the method's data side (label-aware negatives...) refuses impossible requests here, before a run folder exists
             spec.distiller.data_extras(hp, train, c.seed)
     return c
+
+def cpu_flags() -> set:
+    "The instruction-set flags of this machine's CPU (Linux; elsewhere none are known)."
+    try: line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+    except (OSError, StopIteration): return set()
+    return set(line.split(":", 1)[1].split())
+
+def bf16_native(device: str = "auto") -> bool:
+    "Whether `device` computes bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX (what `precision='auto'` asks)."
+    if device != "cpu" and torch.cuda.is_available(): return torch.cuda.is_bf16_supported()
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 def check_device(device: str, precision: str, processes: int = 1):
     "Refuse a device, precision or process count this machine cannot give."
@@ -374,17 +390,32 @@ def _flat_views(x: torch.Tensor) -> torch.Tensor:
     "(B, V, C, H, W) joint views -> (B*V, C, H, W), image-major; plain (B, C, H, W) images unchanged."
     return x.flatten(0, 1) if x.dim() == 5 else x
 
-def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg: RunConfig, bar=None) -> dict:
+def apply_views(views: dict, pixels: torch.Tensor, g: torch.Generator | None, rank: int = 0, processes: int = 1) -> dict:
+    "The batched road: each `View` of this process's slice of the global batch, its choices drawn for the global batch."
+    out, n = {}, len(pixels)
+    for name, view in views.items():
+        choices = view.draw(n * processes, g) if g is not None else None
+        if choices:   # this process's rows of each choice (4 crops per image for SSKD's rotations)
+            choices = {k: v[rank * len(v) // processes:(rank + 1) * len(v) // processes] for k, v in choices.items()}
+        out[name] = view.apply(pixels, choices)
+    return out
+
+def _memory_format(cfg: RunConfig): return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg: RunConfig, bar=None, views: dict | None = None) -> dict:
     "Train one epoch; return the mean of every loss term and the training top-1."
     module.train()
     sums, names, correct, seen = None, None, 0, 0
+    g = epoch_generator(cfg.seed, epoch, accelerator.device) if views else None
+    fmt = _memory_format(cfg)
     for step, batch in enumerate(loader):
         if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch: break
-        images = _flat_views(batch["image"])
+        if views: batch.update(apply_views(views, batch.pop("pixels"), g, accelerator.process_index, accelerator.num_processes))
+        images = _flat_views(batch["image"]).contiguous(memory_format=fmt)
         t = None
         if teacher is not None:
             with torch.no_grad(), accelerator.autocast():
-                t = teacher(_flat_views(batch["teacher_image"]) if "teacher_image" in batch else images)
+                t = teacher(_flat_views(batch["teacher_image"]).contiguous(memory_format=fmt) if "teacher_image" in batch else images)
         terms, logits = module(images, batch, t)
         loss = sum(terms.values())
         accelerator.backward(loss)
@@ -410,13 +441,14 @@ def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg
     return {"train": means, "train_top1": 100.0 * total[-2].item() / total[-1].item() if total[-1] else None}
 
 @torch.no_grad()
-def evaluate(accelerator, model: nn.Module, loader) -> dict:
+def evaluate(accelerator, model: nn.Module, loader, views: dict | None = None, memory_format=torch.contiguous_format) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy on `loader`, over all processes (padding dropped)."
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)   # correct, summed loss, count
     for batch in loader:
+        images = views["image"].apply(batch["pixels"]) if views else batch["image"]
         with accelerator.autocast():
-            logits = model(batch["image"]).logits
+            logits = model(images.contiguous(memory_format=memory_format)).logits
         logits, labels = accelerator.gather_for_metrics((logits.float(), batch["label"]))
         totals += torch.stack([(logits.argmax(1) == labels).sum().double(),
                                nn.functional.cross_entropy(logits, labels, reduction="sum").double(),
@@ -511,15 +543,18 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
                         cfg.augment, cfg.image_size, cfg.num_workers,
                         extra_views=method.data_views(hp, info, True, cfg.augment, cfg.image_size) if method else None,
-                        extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None)
+                        extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None,
+                        batched=cfg.batched_transforms, pin_memory=accelerator.device.type == "cuda")
     num_classes = data.info.num_classes
-    student = create_model(cfg.model, num_classes)
+    fmt = _memory_format(cfg)
+    student = create_model(cfg.model, num_classes).to(memory_format=fmt)
     teacher = frozen_teacher(cfg, num_classes)
+    if teacher is not None: teacher.to(memory_format=fmt)
     # feature shapes from two test images through the test-time views: no augmentation, no RNG use
     raw = data.test.dataset.split.images[:2]
-    probe = torch.stack([data.test.dataset[i]["image"] for i in range(2)])
+    probe = paper_view(info, False, image_size=cfg.image_size).apply(raw)
     t_view = (method.data_views(hp, info, False, cfg.augment, cfg.image_size) if method else {}).get("teacher_image")
-    t_probe = torch.stack([t_view(im) for im in raw]) if t_view else probe
+    t_probe = t_view.apply(raw) if t_view else probe
     student.eval()
     with torch.no_grad(): s_shapes, t_shapes = student(probe).shapes(), teacher(t_probe).shapes() if teacher else None
     setup = DistillSetup(num_classes, data.num_train, cfg.batch_size, cfg.model, cfg.teacher)
@@ -537,6 +572,9 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, init_epochs, method.init_milestones(hp) if init_epochs else ())
     module, optimizer, train_dl, test_dl = accelerator.prepare(module, optimizer, data.train, data.test)
     if teacher is not None: teacher.to(accelerator.device)
+    if cfg.compile:   # in place, so that state-dict keys stay those of the plain modules
+        accelerator.unwrap_model(module).student.compile()
+        if teacher is not None: teacher.compile()
 
     latest, first_epoch, record = latest_checkpoint(run_dir), 0, None
     if latest is not None:
@@ -555,7 +593,7 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
                                      "num_test": len(data.test.dataset), "classes": num_classes},
                             model={"name": cfg.model, "params": count_params(student)},
                             machine={"device": str(accelerator.device), "processes": accelerator.num_processes,
-                                     "mixed_precision": cfg.precision,
+                                     "mixed_precision": cfg.precision, "bf16_native": bf16_native(cfg.device),
                                      "compute_dtype": _compute_dtype_in(accelerator, student, probe)})
     else:
         record["status"], record["error"] = "running", None
@@ -574,11 +612,11 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             steps = len(train_dl) if not cfg.max_steps_per_epoch else min(len(train_dl), cfg.max_steps_per_epoch)
             bar = progress_bar(steps, f"epoch {epoch + 1}/{total}" + (" (init)" if phase == "init" else ""), main and not quiet)
             lr = optimizer.param_groups[0]["lr"]
-            metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar)
+            metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar, data.train_views)
             if bar is not None: bar.close()
             t1 = time.time()
-            if phase == "main" or objective.distiller.init_trains_student:   # else the student is unchanged
-                metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl))
+            if _evaluates(epoch, init_epochs, total, cfg.eval_every, phase == "main" or objective.distiller.init_trains_student):
+                metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl, data.test_views, fmt))
             scheduler.step()
             add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **metrics, "train_seconds": round(t1 - t0, 3),
                                "eval_seconds": round(time.time() - t1, 3)})
@@ -611,6 +649,10 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
         raise
+
+def _evaluates(epoch: int, init_epochs: int, total: int, every: int, student_trained: bool) -> bool:
+    "Whether the epoch ends with an evaluation: every `every`-th epoch of its phase and the last one, if the student trained."
+    return student_trained and ((epoch + 1 - (init_epochs if epoch >= init_epochs else 0)) % every == 0 or epoch + 1 in (init_epochs, total))
 
 def _in_sync(accelerator, module: nn.Module) -> bool:
     "Whether every process holds the same buffers (memory banks) and parameters: compared by checksums."

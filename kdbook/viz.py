@@ -6,10 +6,7 @@
 __all__ = ['epochs_frame', 'summary', 'markdown_table', 'plot_curves', 'show_run']
 
 # %% ../nbs/23_viz.ipynb #2f91f69f
-import matplotlib
-import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
+import pandas as pd   # matplotlib and seaborn are imported where a figure is drawn: an import of kdbook.viz stays light
 
 # %% ../nbs/23_viz.ipynb #cad2c8a2
 def epochs_frame(records: list) -> pd.DataFrame:
@@ -39,6 +36,7 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 # %% ../nbs/23_viz.ipynb #889b28d0
 def plot_curves(records: list, metric: str = "test_top1", ax=None, labels: list | None = None):
     "Seaborn line plot of `metric` per epoch, one line per run (named by `labels` if given)."
+    import matplotlib.pyplot as plt, seaborn as sns
     df = epochs_frame(records)
     if labels is not None: df["run"] = df["run"].map(dict(zip([r["run"] for r in records], labels)))
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
@@ -48,11 +46,15 @@ def plot_curves(records: list, metric: str = "test_top1", ax=None, labels: list 
     return ax
 
 def show_run(record: dict):
-    "Show a run's summary and learning curves (a notebook's last cell)."
+    "Show a run's summary and learning curves (a notebook's last cell; matplotlib alone, which imports in a quarter of seaborn's time)."
+    import matplotlib.pyplot as plt
     from IPython.display import display
     display(summary([record]).set_index("run").T)
+    df = epochs_frame([record])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    plot_curves([record], "train_loss", ax=axes[0]); plot_curves([record], "test_top1", ax=axes[1])
-    for ax in axes: ax.get_legend().remove()
+    for ax, metric, label in zip(axes, ("train_loss", "test_top1"), ("training loss", "test top-1 (%)")):
+        d = df.dropna(subset=[metric])
+        ax.plot(d["epoch"], d[metric], marker="o" if len(d) <= 30 else None)
+        ax.set_xlabel("epoch"); ax.set_ylabel(label); ax.grid(alpha=0.3)
     fig.suptitle(record["run"]); fig.tight_layout()
     plt.show()

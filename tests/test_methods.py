@@ -96,7 +96,7 @@ def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     # beta = 1 for every method: the gathering is what is tested, and large weights (PKT's 30000) would turn the
     # summation-order rounding of step 1 into 1e-3 differences at step 2 (as a 1e-8 nudge of the weights does)
     kw = dict(dataset="synthetic", model="convnet_nobn", teacher="convnet_nobn", teacher_ckpt="untrained", method=RUNS[key].get("method", key),
-              method_params=RUNS[key].get("method_params", {}), beta=1.0, augment=False, device="cpu", epochs=2,
+              method_params=RUNS[key].get("method_params", {}), beta=1.0, augment=False, device="cpu", precision="no", epochs=2,
               max_steps_per_epoch=1, batch_size=32, log_every=1, output_dir=str(tmp_path))
     one, two = run(RunConfig(name="one", **kw)), run(RunConfig(name="two", processes=2, **kw))
     assert two["machine"]["processes"] == 2

@@ -18,9 +18,14 @@ def _strip(epochs):
     return [{k: v for k, v in e.items() if not k.endswith("seconds")} for e in epochs]
 
 
-def test_resumed_run_is_bitwise_identical(synthetic_run, tmp_path):
+ROADS = {"fast path": dict(precision="auto"),   # bf16 where native, channels-last, batched transforms on the device
+         "original road": dict(precision="no", channels_last=False, batched_transforms=False)}   # fp32, NCHW, per-image
+
+
+@pytest.mark.parametrize("road", list(ROADS))
+def test_resumed_run_is_bitwise_identical(road, synthetic_run, tmp_path):
     # augmentation on and BatchNorm in both networks: RNG, running stats, momentum and schedule all matter
-    kw = dict(method="kd", teacher="resnet8", teacher_ckpt="untrained", epochs=3, lr_milestones=(2,))
+    kw = dict(method="kd", teacher="resnet8", teacher_ckpt="untrained", epochs=3, lr_milestones=(2,), **ROADS[road])
     straight = fit(synthetic_run(name="straight", **kw), quiet=True)
     with pytest.raises(KeyboardInterrupt):
         fit(synthetic_run(name="resumed", **kw), stop_after_epoch=1, quiet=True)
@@ -37,10 +42,10 @@ def test_resumed_run_is_bitwise_identical(synthetic_run, tmp_path):
 
 
 def test_two_processes_equal_one_process_on_the_global_batch(synthetic_run, tmp_path):
-    # no BatchNorm (per-process statistics) and no augmentation (per-process RNG streams): what is left
-    # must match, including a relational loss that couples the two halves of every batch
+    # no BatchNorm (per-process statistics); augmentation on, since the batched transforms draw their crops and flips
+    # for the global batch: what is left must match, including a relational loss that couples the two halves
     kw = dict(model="convnet_nobn", method="toy_relational", teacher="convnet_nobn", teacher_ckpt="untrained",
-              augment=False, device="cpu", epochs=2, batch_size=32)
+              augment=True, device="cpu", epochs=2, batch_size=32)
     one = run(synthetic_run(name="one", **kw))
     two = run(synthetic_run(name="two", processes=2, **kw))
     assert two["machine"]["processes"] == 2

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from ..core import KDBookError, unknown_choice
+from ..data import View
 from ..distill import Distiller, register_method
 from ..graphs import pearson_rows
 
@@ -60,11 +60,9 @@ class EmbeddingFrame(Distiller):
         if not hp.teacher_image_size: return {}
         if hp.teacher_norm not in ("dataset", "clip"): raise unknown_choice("teacher_norm", hp.teacher_norm, ("dataset", "clip"))
         mean, std = (CLIP_MEAN, CLIP_STD) if hp.teacher_norm == "clip" else (info.mean, info.std)
-        crop = [v2.RandomCrop(info.image_size, padding=4)] if train and augment else []
-        flip = [v2.RandomHorizontalFlip()] if train and augment else []
-        size = (hp.teacher_image_size,) * 2
-        return {"teacher_image": v2.Compose([*crop, v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-                                             *flip, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])}
+        aug = train and augment   # crop at the native size, then a bicubic resize, then the flip
+        return {"teacher_image": View(tuple(mean), tuple(std), hp.teacher_image_size, info.image_size, padding=4 if aug else 0,
+                                      flip=aug, resize="bicubic", crop_first=True)}
 
     def __init__(self, student, teacher, setup, hp: FrameParams):
         super().__init__(student, teacher, setup, hp)

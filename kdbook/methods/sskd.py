@@ -7,13 +7,14 @@ __all__ = ['VIEWS', 'split_views', 'rotation_similarity', 'rotation_targets', 'k
            'sskd_ss_loss', 'ss_head_loss', 'projection_head', 'SSKDParams', 'SSKD']
 
 # %% ../../nbs/15l_sskd.ipynb #d0b2cc22
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import RotatedViews
+from ..data import paper_view
 from ..distill import Distiller, register_method
 
 # %% ../../nbs/15l_sskd.ipynb #86b6f99f
@@ -96,7 +97,7 @@ class SSKD(Distiller):
 
     @classmethod
     def data_views(cls, hp, info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
-        return {"image": RotatedViews(info, True, augment, image_size)} if train else {}
+        return {"image": dataclasses.replace(paper_view(info, True, augment, image_size), rotations=True)} if train else {}
 
     def __init__(self, student, teacher, setup, hp: SSKDParams):
         super().__init__(student, teacher, setup, hp)
