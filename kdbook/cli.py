@@ -104,7 +104,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "recorded and the others go on. Run the same command again to resume.")
     r.add_argument("experiment", nargs="?", help="experiment spec name (`kdbook list tables`)")
     r.add_argument("--spec-file", default=None, metavar="FILE", help="run the experiment spec in FILE (a table of your own) instead of a named one")
-    r.add_argument("--scale", default="cpu", help="smoke (seconds, synthetic data), cpu (shortened protocol for 2 CPU cores) or paper")
+    r.add_argument("--scale", default="cpu", help="smoke (seconds, synthetic data), cpu (shortened protocol for 2 CPU cores), paper, or a scale of the spec's own")
     r.add_argument("--seeds", type=int, default=None, help="runs per cell (unset: 1 at smoke, 2 at cpu, the paper's count at paper scale)")
     r.add_argument("--only", action="append", default=[], metavar="ROW/COL", help="run only cells matching this pattern, e.g. '*/KD' (repeatable)")
     r.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N disjoint parts of the sweep (merge by copying folders)")
@@ -118,7 +118,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rp = sub.add_parser("report", formatter_class=fmt, help="aggregate a reproduced table next to the published one (Markdown, figures, notebook)")
     rp.add_argument("experiment", nargs="?", help="experiment spec name (`kdbook list tables`)")
     rp.add_argument("--spec-file", default=None, metavar="FILE", help="the experiment spec file the sweep ran (see reproduce --spec-file)")
-    rp.add_argument("--scale", default="cpu", help="smoke, cpu or paper")
+    rp.add_argument("--scale", default="cpu", help="smoke, cpu, paper or a scale of the spec's own")
     rp.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders (as given to reproduce)")
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
     return parser

@@ -549,13 +549,13 @@ def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, tr
                  subset_seed: int | None = None, augment: bool = True, image_size: int | None = None,
                  num_workers: int = 0, eval_batch_size: int = 256, download: bool = True,
                  extra_views: dict | None = None, extras: Callable | None = None, batched: bool = True,
-                 pin_memory: bool = False) -> DataBundle:
+                 pin_memory: bool = False, crop_padding: int = 4, flip: bool = True) -> DataBundle:
     "Train and test loaders for `dataset` with the papers' views (`extra_views`: a method's `View`s); `extras(train_split)` gives item extras."
     check_positive("batch_size", batch_size)
     info = dataset_info(dataset)
     train = training_split(dataset, data_dir, train_fraction, seed if subset_seed is None else subset_seed, download)
     test = load_split(dataset, "test", data_dir, download)
-    tr_views = {"image": paper_view(info, True, augment, image_size), **(extra_views or {})}
+    tr_views = {"image": paper_view(info, True, augment, image_size, padding=crop_padding, flip=flip), **(extra_views or {})}
     te_views = {"image": paper_view(info, False, image_size=image_size)}
     per_image = lambda views: None if batched else {k: v.per_image() for k, v in views.items()}
     train_ds = IndexedDataset(train, per_image(tr_views), extras(train) if extras else None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .core import KDBookError, atomic_write_text, check_positive, unknown_choice
 from .results import RECORD_NAME, RunLocked, finish, lock_held, new_record, read_record, run_lock, write_record
-from .tables import SCALE_NAMES, Cell, Spec, load_spec, scaled_params, teacher_params
+from .tables import Cell, Spec, load_spec, scaled_params, teacher_params
 
 # %% ../nbs/25_reproduce.ipynb #6e4da878
 @dataclasses.dataclass
@@ -51,7 +51,7 @@ def needs_teacher(cell: Cell) -> bool:
 
 def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(), shard=None, run_settings=None) -> dict:
     "The jobs of a sweep: {'teachers': [...], 'students': [...], 'spec_only': [(cell key, reason)]}."
-    if scale not in SCALE_NAMES: raise unknown_choice("scale", scale, SCALE_NAMES)
+    spec.check_scale(scale)
     check_positive("seeds", seeds)
     root, settings = sweep_dir(output_dir, spec.name, scale), dict(run_settings or {})
     cells = select_cells(spec, only)
@@ -68,7 +68,7 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     for job in students:
         if not needs_teacher(job.cell): continue
         tid, t = job.cell.teacher, spec.teachers[job.cell.teacher]
-        ckpt = t["checkpoint"].get(scale) or ("untrained" if scale == "smoke" else None)
+        ckpt = t["checkpoint"].get(scale) or ("untrained" if spec.scales[scale].get("teacher") == "untrained" else None)
         if ckpt is None:
             key = f"teachers/{tid}"
             if key not in teachers:
@@ -228,9 +228,10 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
     from kdbook.data import load_split
     from kdbook.train import check_device, check_output_dir
     spec = load_spec(experiment, spec_file)
-    if scale not in SCALE_NAMES: raise unknown_choice("scale", scale, SCALE_NAMES)
+    spec.check_scale(scale)
     if seeds is not None: check_positive("seeds", seeds)
-    seeds = seeds or spec.scales[scale].get("seeds") or (spec.seeds if scale == "paper" else None) or (1 if scale == "smoke" else 2)
+    base = spec.scales[scale].get("base", scale)   # a spec's own scale counts seeds as the scale it is built on
+    seeds = seeds or spec.scales[scale].get("seeds") or (spec.seeds if base == "paper" else None) or (1 if base == "smoke" else 2)
     check_positive("workers", workers)
     settings = dict(run_settings or {})   # checked here once, not in each worker
     check_device(settings.get("device", "auto"), settings.get("precision", "auto"), settings.get("processes", 1))

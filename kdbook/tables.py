@@ -7,7 +7,7 @@ __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'data_root', 'experiment_names', 'pu
            'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
 
 # %% ../nbs/24_tables.ipynb #1afc4945
-import copy, dataclasses, math, os, re, sys
+import copy, dataclasses, itertools, math, os, re, sys
 from pathlib import Path
 
 import yaml
@@ -67,7 +67,7 @@ DEFAULT_SCALES = {
     "paper": {},
 }
 _SCALE_KEYS = {"epochs", "teacher_epochs", "max_steps_per_epoch", "batch_size", "dataset", "train_fraction",
-               "teacher", "method_params", "seeds"}
+               "teacher", "method_params", "seeds", "base", "recipe", "teacher_recipe"}
 
 @dataclasses.dataclass
 class Cell:
@@ -100,6 +100,11 @@ class Spec:
     published_source: str
     seeds: int               # runs per cell in the paper (None if not said)
 
+    def check_scale(self, scale: str) -> str:
+        "`scale` if this spec has it (the default ones or its own), else a `KDBookError` listing them."
+        if scale not in self.scales: raise unknown_choice(f"scale of {self.name}", scale, self.scales)
+        return scale
+
     def cell(self, key: str) -> Cell:
         for c in self.cells:
             if c.key == key: return c
@@ -115,6 +120,24 @@ def _check_keys(where: str, d: dict, valid):
 def _check_recipe(where: str, recipe: dict):
     _check_keys(f"{where} recipe", recipe, _RUN_KEYS - {"name", "output_dir", "seed", "scale", "role", "model", "teacher",
                                                         "teacher_ckpt", "method", "method_params"})
+
+def _grid_label(v) -> str: return f"{v:g}" if isinstance(v, float) else str(v)
+
+def _expand_grid(name: str, cid: str, c: dict) -> dict:
+    "A column with a `grid` of values as one column per combination (`<cid>@k=v,...`); each keeps its values under `grid`."
+    if not (c or {}).get("grid"): return {cid: c}
+    grid = c["grid"]
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise KDBookError(f"grid of column {cid} of {name} must map names to non-empty lists of values, got {grid!r}.")
+    out = {}
+    for values in itertools.product(*grid.values()):
+        col = {**c, "method_params": dict(c.get("method_params") or {}), "recipe": dict(c.get("recipe") or {}),
+               "grid": dict(zip(grid, values))}
+        for k, v in zip(grid, values): (col["recipe"] if k in _RUN_KEYS else col["method_params"])[k] = v
+        label = ", ".join(f"{k}={_grid_label(v)}" for k, v in zip(grid, values))
+        col["label"] = f"{c.get('label', cid)} ({label})"
+        out[f"{cid}@" + ",".join(f"{k}={_grid_label(v)}" for k, v in zip(grid, values))] = col
+    return out
 
 def load_spec(name: str | None = None, spec_file=None) -> Spec:
     "Read and check experiment `name` (one of `experiment_names()`), or the spec file given explicitly, with its published table."
@@ -141,22 +164,24 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
         _check_keys(f"teacher {tid} of {name}", t, {"model", "dataset", "recipe", "checkpoint", "label", "spec_only"})
         _check_recipe(f"teacher {tid} of {name}", t.get("recipe") or {})
         for scale in (t.get("checkpoint") or {}):
-            if scale not in SCALE_NAMES: raise unknown_choice(f"scale of teacher {tid} checkpoint in {name}", scale, SCALE_NAMES)
+            if scale not in SCALE_NAMES and scale not in (d.get("scales") or {}):
+                raise unknown_choice(f"scale of teacher {tid} checkpoint in {name}", scale, [*SCALE_NAMES, *(d.get("scales") or {})])
         teachers[tid] = {"model": t["model"], "dataset": t.get("dataset", d.get("dataset")), "recipe": dict(t.get("recipe") or {}),
                          "checkpoint": {k: v if v in ("untrained", "pretrained") else str(root / v) for k, v in (t.get("checkpoint") or {}).items()},
                          "label": t.get("label", t["model"]), "spec_only": t.get("spec_only", "")}
-    rows, columns = dict(d.get("rows") or {}), dict(d.get("columns") or {})
+    rows, columns = dict(d.get("rows") or {}), {}
+    for cid, c in (d.get("columns") or {}).items(): columns.update(_expand_grid(name, cid, c))
     for kind, ids in (("teacher", teachers), ("row", rows), ("column", columns)):
         for i in ids:   # ids name run folders
-            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", str(i)):
-                raise KDBookError(f"{kind} id {i!r} of {name}: use letters, digits and . _ + - only.")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+@=,-]*", str(i)):
+                raise KDBookError(f"{kind} id {i!r} of {name}: use letters, digits and . _ + @ = , - only.")
     for rid, r in rows.items():
         _check_keys(f"row {rid} of {name}", r, {"label", "teacher", "student", "dataset", "recipe", "spec_only"})
         if r.get("teacher") not in teachers: raise unknown_choice(f"teacher of row {rid} in {name}", r.get("teacher"), teachers)
         _check_recipe(f"row {rid} of {name}", r.get("recipe") or {})
     for cid, c in columns.items():
         _check_keys(f"column {cid} of {name}", c, {"label", "method", "method_params", "gamma", "alpha", "beta", "kd_T",
-                                                    "extra", "spec_only", "recipe"})
+                                                    "extra", "spec_only", "recipe", "grid"})
     overrides = dict(d.get("cells") or {})
     cells = []
     for rid, r in rows.items():
@@ -179,8 +204,13 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
     if overrides: raise unknown_choice(f"cell of {name}", next(iter(overrides)), [f"{r}/{c}" for r in rows for c in columns])
     scales = {s: {**copy.deepcopy(DEFAULT_SCALES[s]), **((d.get("scales") or {}).get(s) or {})} for s in SCALE_NAMES}
     for s, sc in (d.get("scales") or {}).items():
-        if s not in SCALE_NAMES: raise unknown_choice(f"scale of {name}", s, SCALE_NAMES)
+        check_name(f"scale of {name}", s)   # a folder of the sweep
         _check_keys(f"scale {s} of {name}", sc or {}, _SCALE_KEYS)
+        for key in ("recipe", "teacher_recipe"): _check_recipe(f"scale {s} of {name}", (sc or {}).get(key) or {})
+        if s not in SCALE_NAMES:   # a scale of the spec's own, on top of a default one
+            base = (sc or {}).get("base", "cpu")
+            if base not in SCALE_NAMES: raise unknown_choice(f"base of scale {s} in {name}", base, SCALE_NAMES)
+            scales[s] = {**copy.deepcopy(DEFAULT_SCALES[base]), **(sc or {})}
     published, pub_source = {}, ""
     if d.get("published"):
         pp = root / "paper_tables" / f"{d['published']}.yaml"
@@ -199,8 +229,8 @@ def _shrink(value: int, epochs: int, paper_epochs: int) -> int:
     return max(1, round(value * epochs / paper_epochs)) if value else value
 
 def scaled_recipe(extra: dict, scale: dict, epochs_key: str = "epochs") -> tuple:
-    "(epochs, extra settings) of a recipe at a scale: epochs, milestones and step caps."
-    extra = dict(extra)
+    "(epochs, extra settings) of a recipe at a scale: epochs, milestones and step caps, then the scale's own recipe."
+    extra = {**extra, **(scale.get("recipe" if epochs_key == "epochs" else "teacher_recipe") or {})}
     paper_epochs = extra.pop("epochs", PAPER_EPOCHS)
     epochs = scale.get(epochs_key, paper_epochs)
     if epochs != paper_epochs and extra.get("lr_milestones"):
@@ -211,7 +241,7 @@ def scaled_recipe(extra: dict, scale: dict, epochs_key: str = "epochs") -> tuple
 
 def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     "The distill-notebook parameters of `cell` at `scale` (seed, output folder and teacher are added by the runner)."
-    if scale not in SCALE_NAMES: raise unknown_choice("scale", scale, SCALE_NAMES)
+    spec.check_scale(scale)
     sc = spec.scales[scale]
     p = copy.deepcopy(cell.params)
     p["epochs"], p["extra"], paper_epochs = scaled_recipe(p["extra"], sc)
@@ -255,5 +285,5 @@ def check_spec(spec: Spec) -> list:
         if p["dataset"] not in DATASETS.names(): problems.append(f"{c.key}: unknown dataset {p['dataset']!r}")
         for m in (p["student"], t["model"]):
             if not model_ok(m): problems.append(f"{c.key}: unknown model {m!r}")
-        if not c.extra and (c.row, c.col) not in spec.published: problems.append(f"{c.key}: no published value")
+        if spec.published_source and not c.extra and (c.row, c.col) not in spec.published: problems.append(f"{c.key}: no published value")
     return problems

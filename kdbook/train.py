@@ -24,7 +24,7 @@ from .core import Features, KDBookError, atomic_write, atomic_write_text, check_
 from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
 from .distill import METHODS, Distiller, DistillSetup, Objective
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
-from .results import add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
+from .results import LOCK_ENV, add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
 
 # %% ../nbs/20_train.ipynb #07c3416e
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
@@ -46,7 +46,9 @@ class RunConfig:
     data_dir: str = ""
     train_fraction: float = 1.0       # stratified subset of the training set (IRG's CIFAR10-small: 0.1)
     subset_seed: int | None = None    # None: the run's seed (IRG draws a new 10% per run)
-    augment: bool = True
+    augment: bool = True              # random crops and flips of the training images (the papers' augmentation)
+    crop_padding: int = 4             # zero padding before the random crop: RepDistiller RandomCrop(32, padding=4); IRG pads to 36x36 (2)
+    flip: bool = True                 # random horizontal flip (RepDistiller; IRG's prototxts: mirror: true)
     image_size: int | None = None
     num_workers: int = 0
     epochs: int = PAPER_EPOCHS
@@ -56,6 +58,7 @@ class RunConfig:
     weight_decay: float = 5e-4
     lr_milestones: tuple | None = None
     lr_decay: float = 0.1
+    lr_schedule: str = "step"         # step (the papers': x lr_decay at each milestone) | cosine (to 0 over the epochs)
     precision: str = "auto"           # auto (bf16 where the device computes it natively, else fp32) | no | bf16 | fp16 (GPU)
     channels_last: bool = True        # conv nets and their inputs in channels-last memory (faster on every device measured)
     batched_transforms: bool = True   # the papers' transforms on the device, a batch at a time (False: per image in the loader)
@@ -133,6 +136,7 @@ def _check_numbers(c: RunConfig):
     for name in ("max_steps_per_epoch", "image_size"):
         if getattr(c, name) is not None: check_positive(name, getattr(c, name))
     if c.num_workers < 0: raise KDBookError(f"num_workers must be 0 or more, got {c.num_workers!r}.")
+    if c.crop_padding < 0: raise KDBookError(f"crop_padding must be 0 or more, got {c.crop_padding!r}.")
     if c.seed < 0 or (c.subset_seed is not None and c.subset_seed < 0): raise KDBookError(f"seeds must be 0 or more, got seed={c.seed!r}, subset_seed={c.subset_seed!r}.")
     check_number("train_fraction", c.train_fraction, 0, 1, low_open=True)
     for name in ("gamma", "alpha", "beta", "weight_decay"): check_number(name, getattr(c, name), 0)
@@ -154,6 +158,7 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     if c.precision == "auto": c.precision = "bf16" if bf16_native(c.device) else "no"
     if c.sync_bn and not (torch.cuda.is_available() and c.device != "cpu"): raise KDBookError("sync_bn needs CUDA GPUs (SyncBatchNorm has no CPU kernel).")
     if c.role not in ("student", "teacher"): raise unknown_choice("role", c.role, ("student", "teacher"))
+    if c.lr_schedule not in ("step", "cosine"): raise unknown_choice("lr_schedule", c.lr_schedule, ("step", "cosine"))
     c.lr = default_lr(c.model) if c.lr is None else c.lr
     c.lr_milestones = scaled_milestones(c.epochs) if c.lr_milestones is None else tuple(c.lr_milestones)
     for w in ("gamma", "alpha", "beta"):
@@ -262,11 +267,13 @@ def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
     return teacher
 
 # %% ../nbs/20_train.ipynb #b216ea85
-def step_schedule(optimizer, milestones, decay, init_epochs: int = 0, init_milestones=()):
-    "LambdaLR over both phases (stepped once per epoch), with `fixed_lr` and `init_only` groups."
+def step_schedule(optimizer, milestones, decay, init_epochs: int = 0, init_milestones=(), cosine_epochs: int = 0):
+    "LambdaLR over both phases (stepped once per epoch), with `fixed_lr` and `init_only` groups; `cosine_epochs`: a cosine main phase."
     def factor(e: int, init_only: bool = False) -> float:
         if e < init_epochs: return decay ** sum(e >= m for m in init_milestones)
-        return 0.0 if init_only else decay ** sum(e - init_epochs >= m for m in milestones)
+        if init_only: return 0.0
+        if cosine_epochs: return 0.5 * (1 + math.cos(math.pi * (e - init_epochs) / cosine_epochs))
+        return decay ** sum(e - init_epochs >= m for m in milestones)
     lambdas = [(lambda e: 1.0) if g.get("fixed_lr") else (lambda e, o=bool(g.get("init_only")): factor(e, o))
                for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
@@ -541,7 +548,7 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     hp, method = spec.make_params(cfg.method_params), spec.distiller
     info = dataset_info(cfg.dataset)
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
-                        cfg.augment, cfg.image_size, cfg.num_workers,
+                        cfg.augment, cfg.image_size, cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip,
                         extra_views=method.data_views(hp, info, True, cfg.augment, cfg.image_size) if method else None,
                         extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None,
                         batched=cfg.batched_transforms, pin_memory=accelerator.device.type == "cuda")
@@ -569,7 +576,8 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     check_param_groups(module, groups)
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     init_epochs = method.init_epochs(hp) if method is not None and cfg.beta else 0   # beta 0: no method, no init phase
-    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, init_epochs, method.init_milestones(hp) if init_epochs else ())
+    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, init_epochs, method.init_milestones(hp) if init_epochs else (),
+                              cosine_epochs=cfg.epochs if cfg.lr_schedule == "cosine" else 0)
     module, optimizer, train_dl, test_dl = accelerator.prepare(module, optimizer, data.train, data.test)
     if teacher is not None: teacher.to(accelerator.device)
     if cfg.compile:   # in place, so that state-dict keys stay those of the plain modules
@@ -671,7 +679,9 @@ def _compute_dtype_in(accelerator, student, x) -> str:
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
-    cfg = resolve(cfg)
+    cfg = resolve(cfg, check_data=False)
+    # the data is checked here unless the process that holds this run's folder for us (kdbook distill) checked it already
+    if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg)
     if cfg.processes == 1: return fit(cfg, **kwargs)
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):   # held here for the ranks, which inherit it
