@@ -12,6 +12,8 @@ placeholders ($DATA_DIR, $OUTPUT_DIR, $KDBOOK), so the committed files name no m
 import argparse, json, shutil, statistics
 from pathlib import Path
 
+from kdbook.results import portable
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "data/reports/irg_table4-cpu/records/irg_table4/cpu"
 CELLS = ["r20-r14x0.5/Baseline", "r20-r14x0.5/KD"]
@@ -19,16 +21,6 @@ CELLS = ["r20-r14x0.5/Baseline", "r20-r14x0.5/KD"]
 
 def runs(sweep: Path, cell: str) -> list:
     return [json.loads(p.read_text()) for p in sorted((sweep / cell).glob("seed*/record.json"))]
-
-
-def portable(obj, anchors: dict):
-    "`obj` with every string that starts with an anchor's folder rewritten to start with the anchor's name."
-    if isinstance(obj, dict): return {k: portable(v, anchors) for k, v in obj.items()}
-    if isinstance(obj, list): return [portable(v, anchors) for v in obj]
-    if isinstance(obj, str):
-        for name, folder in anchors.items():
-            if folder and obj.startswith(folder): return name + obj[len(folder):]
-    return obj
 
 
 def describe(recs: list) -> str:

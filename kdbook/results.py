@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['RECORD_FORMAT', 'RECORD_NAME', 'LOCK_NAME', 'LOCK_ENV', 'git_commit', 'environment', 'numerics', 'now', 'new_record',
-           'add_epoch', 'finish', 'write_record', 'read_record', 'RunLocked', 'lock_held', 'run_lock']
+           'add_epoch', 'finish', 'write_record', 'read_record', 'RunLocked', 'lock_held', 'run_lock', 'portable']
 
 # %% ../nbs/21_results.ipynb #860121e6
-import json, os, platform, socket, subprocess, sys, time
+import json, os, platform, re, socket, subprocess, sys, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,4 +129,17 @@ def run_lock(run_dir):
         if before is None: os.environ.pop(LOCK_ENV, None)
         else: os.environ[LOCK_ENV] = before
         os.close(fd)   # closing the only descriptor releases the lock
+
+
+# %% ../nbs/21_results.ipynb #ea72deca
+def portable(obj, anchors: dict):
+    "`obj` (a record, or any JSON value) with each string under an anchor's folder rewritten to start with the anchor's name."
+    if isinstance(obj, dict): return {k: portable(v, anchors) for k, v in obj.items()}
+    if isinstance(obj, list): return [portable(v, anchors) for v in obj]
+    if isinstance(obj, str):
+        for name, folder in sorted(anchors.items(), key=lambda a: -len(str(a[1]))):   # the deepest folder first
+            folder = str(folder).rstrip("/")
+            # the folder itself, not a longer name that starts like it: bounded by a separator on both sides
+            if folder: obj = re.sub(r"(?<![\w.-])" + re.escape(folder) + r"(?=/|$|[\s\"',;)\\])", lambda m: name, obj)
+    return obj
 
