@@ -121,6 +121,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rp.add_argument("--scale", default="cpu", help="smoke, cpu, paper or a scale of the spec's own")
     rp.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders (as given to reproduce)")
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
+    rp.add_argument("--with-records", action="store_true", help="also copy the runs' records into <report-dir>/records, naming no machine "
+                    "(a report to commit; `--output-dir <report-dir>/records` makes it again)")
     return parser
 
 def main(argv=None) -> int:
@@ -142,6 +144,11 @@ def main(argv=None) -> int:
             from kdbook.report import run_report_notebook
             _need_experiment(args)
             nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file)
+            if args.with_records:
+                from kdbook.report import copy_records
+                from kdbook.tables import load_spec
+                n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records")
+                print(f"{n} records copied to {nb.parent / 'records'}")
             print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, runs.csv, figures, report.ipynb)")
         elif args.command == "demo":
             from kdbook.runner import demo

@@ -193,6 +193,7 @@ class Objective(nn.Module):
         self.method, self.gamma, self.alpha, self.beta = method, gamma, alpha, beta
         self.kd, self.distiller, self.views = kd, distiller, views
         self.phase = "main"   # or "init": the method's initialisation loss alone
+        self.ramp = 1.0       # factor on the method's terms this epoch (`beta_warmup`)
 
     def forward(self, student: Features | None, teacher: Features | None, batch: dict) -> dict:
         with torch.autocast(device_type=batch["label"].device.type, enabled=False):
@@ -213,7 +214,7 @@ class Objective(nn.Module):
                 if self.phase == "init":
                     terms.update({f"{self.method}.{k}": v for k, v in d.init_loss(s, t, b).items()})
                 else:
-                    for name, value in d(s, t, b).items(): terms[f"{self.method}.{name}"] = self.beta * value
+                    for name, value in d(s, t, b).items(): terms[f"{self.method}.{name}"] = self.ramp * self.beta * value
         return terms
 
 def _is_view(key: str) -> bool: return key in ("image", "pixels") or key.endswith("_image")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['collect', 'teacher_accuracy', 'aggregate', 'markdown_report', 'plot_vs_published', 'plot_method_curves',
            'plot_loss_terms', 'grid_frame', 'plot_grid', 'grid_markdown', 'write_report', 'notebook_inputs',
-           'run_report_notebook']
+           'copy_records', 'run_report_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
 import json, math, os, statistics
@@ -98,9 +98,9 @@ def _none(v): return None if v is None or (isinstance(v, float) and math.isnan(v
 def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: str) -> str:
     "The report as Markdown: provenance, the table in the paper's layout, the long table, failures."
     metric = "test error (%)" if spec.metric == "error" else "test top-1 (%)"
-    cols = list(spec.columns) + ["Teacher"]
-    has = lambda r, c: not cells[(cells.row == r) & (cells.col == c)].empty
-    published = f"Published values: {spec.published_source}." if spec.published_source else "The paper publishes no numbers for it (a figure): measured values only."
+    # a grid column's cells are drawn and tabled under Sensitivity, not as columns of the paper's table
+    cols = [c for c in spec.columns if not spec.columns[c].get("grid")] + ["Teacher"]
+    published = f"Published values: {spec.published_source}." if spec.published_source else "No published values (a figure, or a study of kdbook's): measured values only."
     lines = [f"# {spec.title}", "", f"Experiment `{spec.name}`, scale `{scale}`. {published}", "",
              f"Metric: {metric}, {spec.aggregate} over seeds, the **{spec.epoch}** epoch as the paper reports it; "
              "cells read `measured ± std [runs] (published)`; – = not run or not reported.", ""]
@@ -169,10 +169,14 @@ def plot_vs_published(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+def _completed_outside_grids(spec: Spec, runs: pd.DataFrame) -> pd.DataFrame:
+    "The completed runs of columns without a grid (a grid's dozens of cells would bury the methods' curves)."
+    return runs[(runs.status == "completed") & ~runs.col.map(lambda c: bool((spec.columns.get(c) or {}).get("grid")))] if len(runs) else runs
+
 def plot_method_curves(spec: Spec, runs: pd.DataFrame):
-    "Test top-1 per epoch, mean and sd band over seeds, one line per method, one panel per row."
+    "Test top-1 per epoch, mean and sd band over seeds, one line per method, one panel per row (grid columns: the sensitivity figure)."
     import matplotlib.pyplot as plt, seaborn as sns
-    done = runs[runs.status == "completed"] if len(runs) else runs
+    done = _completed_outside_grids(spec, runs)
     rows = [r for r in spec.rows if len(done) and (done.row == r).any()]
     if not rows: raise KDBookError(f"no completed runs of {spec.name} to plot.")
     fig, axes = plt.subplots(len(rows), 1, figsize=(7, 3.4 * len(rows)), squeeze=False)
@@ -190,7 +194,7 @@ def plot_method_curves(spec: Spec, runs: pd.DataFrame):
 def plot_loss_terms(spec: Spec, runs: pd.DataFrame):
     "Each weighted training-loss term per epoch (mean over seeds, log scale), one panel per cell: what each method adds to CE."
     import matplotlib.pyplot as plt, seaborn as sns
-    done = runs[(runs.status == "completed") & ~runs.col.map(lambda c: bool((spec.columns.get(c) or {}).get("grid")))] if len(runs) else runs
+    done = _completed_outside_grids(spec, runs)
     cells = list(done.groupby(["row", "col"], sort=False)) if len(done) else []
     if not cells: raise KDBookError(f"no completed runs of {spec.name} to plot.")
     per_row = min(4, len(cells))
@@ -229,12 +233,17 @@ def plot_grid(spec: Spec, cells: pd.DataFrame):
     for ax, ((rid, column), d) in zip(axes[0], panels):
         keys = _grid_keys(spec, column)
         x, hue = keys[0], (keys[1] if len(keys) > 1 else None)
+        # a baseline run at each value of the lines' key (a baseline grid column over it) is that line's reference
+        per_hue = _baseline_grid(spec, g, rid, hue) if hue else {}
         for value, line in (d.groupby(hue, sort=True) if hue else [(None, d)]):
             line = line.sort_values(x)
-            ax.errorbar(line[x], line["measured"], yerr=line["std"].fillna(0).to_numpy(dtype=float), marker="o", capsize=3,
-                        label=f"{hue} = {value:g}" if hue else "measured")
+            bar = ax.errorbar(line[x], line["measured"], yerr=line["std"].fillna(0).to_numpy(dtype=float), marker="o", capsize=3,
+                              label=f"{hue} = {_gridv(value)}" if hue else "measured")
+            if value in per_hue: ax.axhline(per_hue[value], color=bar[0].get_color(), linestyle="--", linewidth=1,
+                                            label=f"baseline, {hue} = {_gridv(value)}")
         base = cells[(cells.row == rid) & (cells.col == "Baseline") & (cells.n > 0)]
-        if len(base): ax.axhline(base.iloc[0].best if spec.epoch == "best" else base.iloc[0].last, color="grey", linestyle="--", label="baseline")
+        if len(base) and not per_hue:
+            ax.axhline(base.iloc[0].best if spec.epoch == "best" else base.iloc[0].last, color="grey", linestyle="--", label="baseline")
         values = d[x].astype(float)
         if (values > 0).all() and values.max() / values.min() >= 100: ax.set_xscale("log")
         ax.set_xlabel(x); ax.set_ylabel("test error (%)" if spec.metric == "error" else f"test top-1 (%), {spec.epoch} epoch")
@@ -242,6 +251,14 @@ def plot_grid(spec: Spec, cells: pd.DataFrame):
         ax.grid(alpha=0.3); ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+def _baseline_grid(spec: Spec, g: pd.DataFrame, rid: str, key: str) -> dict:
+    "{value of `key`: measured} of the row's baseline grid column over `key` alone, if the spec has one."
+    for cid, c in spec.columns.items():
+        if c.get("method") == "baseline" and list(c.get("grid") or {}) == [key]:
+            d = g[(g.row == rid) & (g.column == cid.split("@")[0])]
+            return dict(zip(d[key], d["measured"]))
+    return {}
 
 def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
     "Each grid column as a table: its first key down, its second across (mean ± std [runs])."
@@ -300,6 +317,20 @@ def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
     reproduce("irg_table4", "smoke", 1, d, only=["r20-r14x0.5/KD"], say=lambda *a: None)
     return "irg_table4", "smoke", d
 
+def copy_records(spec: Spec, scale: str, output_dir, dest) -> int:
+    "Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit."
+    import kdbook
+    from kdbook.results import portable
+    root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
+    for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
+        rec = read_record(path)
+        anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": Path(kdbook.__file__).resolve().parents[1],
+                   "$DATA_DIR": rec["config"].get("data_dir") or ""}
+        atomic_write_text(dest / spec.name / scale / path.parent.relative_to(root) / RECORD_NAME,
+                          json.dumps(portable(rec, anchors), indent=2) + "\n")
+        n += 1
+    return n
+
 def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False,
                         spec_file=None) -> Path:
     "Execute nbs/experiments/report.ipynb with papermill into the report folder (it writes and renders the report)."
@@ -312,12 +343,16 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
                           f"run `kdbook reproduce {spec.name} --scale {scale}` first.")
     out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".report.ipynb.tmp"
+    tmp = out / ".report.tmp.ipynb"
     try:
+        # paths relative to the report folder (the kernel's working folder): the executed notebook names no machine
+        rel = lambda path: os.path.relpath(Path(path).resolve(), out)
         pm.execute_notebook(str(notebooks_dir() / "report.ipynb"), str(tmp), kernel_name="python3", cwd=str(out),
-                            parameters={"experiment": spec.name, "scale": scale, "output_dir": str(Path(output_dir).resolve()),
-                                        "report_dir": str(out), "spec_file": str(Path(spec_file).resolve()) if spec_file else ""},
+                            parameters={"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir), "report_dir": ".",
+                                        "spec_file": rel(spec_file) if spec_file else ""},
                             log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
-        os.chmod(tmp, file_mode()); tmp.replace(out / "report.ipynb")
+        nb = json.loads(tmp.read_text())
+        nb["metadata"]["papermill"].update(input_path="nbs/experiments/report.ipynb", output_path="report.ipynb")
+        atomic_write_text(out / "report.ipynb", json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     finally: tmp.unlink(missing_ok=True)
     return out / "report.ipynb"

@@ -38,12 +38,13 @@ def parse_shard(text) -> tuple:
     raise KDBookError(f"shard {text!r} is not i/n with 1 <= i <= n (e.g. 1/4).")
 
 def select_cells(spec: Spec, only=()) -> list:
-    "The cells matching any of the `row/col` patterns (all if none)."
+    "The cells matching any of the `row/col` patterns (all if none); `row/col` of a grid column selects all its cells."
     if not only: return list(spec.cells)
     keys = [c.key for c in spec.cells]
+    matches = lambda key, pat: fnmatch.fnmatch(key, pat) or fnmatch.fnmatch(key.split("@")[0], pat)
     for pat in only:
-        if not fnmatch.filter(keys, pat): raise unknown_choice(f"cell pattern of {spec.name}", pat, keys)
-    return [c for c in spec.cells if any(fnmatch.fnmatch(c.key, p) for p in only)]
+        if not any(matches(k, pat) for k in keys): raise unknown_choice(f"cell pattern of {spec.name}", pat, keys)
+    return [c for c in spec.cells if any(matches(c.key, p) for p in only)]
 
 def needs_teacher(cell: Cell) -> bool:
     from kdbook.distill import METHODS

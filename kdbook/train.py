@@ -8,7 +8,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_F
            'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state',
            'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress',
            'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory',
-           'check_param_groups', 'fit', 'save_method_state', 'run', 'main']
+           'check_param_groups', 'fit', 'beta_ramp', 'save_method_state', 'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
 import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time, traceback
@@ -42,6 +42,7 @@ class RunConfig:
     gamma: float | None = None        # weight of cross-entropy      (None: the method's default)
     alpha: float | None = None        # weight of Hinton KD          (None: the method's default)
     beta: float | None = None         # weight of the method's terms (None: the method's default)
+    beta_warmup: int = 0              # ramp beta linearly over the first k epochs of the main phase (mdistiller's DKD warm-up; 0: off)
     kd_T: float = 4.0                 # KD temperature, RepDistiller --kd_T
     data_dir: str = ""
     train_fraction: float = 1.0       # stratified subset of the training set (IRG's CIFAR10-small: 0.1)
@@ -133,6 +134,8 @@ def check_output_dir(path) -> Path:
 def _check_numbers(c: RunConfig):
     "Every number of a run in its valid range (the weights after the method's defaults are filled in)."
     for name in ("epochs", "batch_size", "log_every", "eval_every"): check_positive(name, getattr(c, name))
+    if not isinstance(c.beta_warmup, int) or isinstance(c.beta_warmup, bool) or c.beta_warmup < 0:
+        raise KDBookError(f"beta_warmup must be a whole number of epochs, 0 or more, got {c.beta_warmup!r}.")
     for name in ("max_steps_per_epoch", "image_size"):
         if getattr(c, name) is not None: check_positive(name, getattr(c, name))
     if c.num_workers < 0: raise KDBookError(f"num_workers must be 0 or more, got {c.num_workers!r}.")
@@ -614,6 +617,7 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             t0 = time.time()
             phase = "init" if epoch < init_epochs else "main"
             objective.phase = phase
+            objective.ramp = beta_ramp(epoch - init_epochs, cfg.beta_warmup) if phase == "main" else 1.0
             if init_epochs and epoch == init_epochs:
                 optimizer.optimizer.state.clear()   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
             train_dl.set_epoch(epoch); data.train.dataset.set_epoch(epoch)
@@ -626,7 +630,7 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             if _evaluates(epoch, init_epochs, total, cfg.eval_every, phase == "main" or objective.distiller.init_trains_student):
                 metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl, data.test_views, fmt))
             scheduler.step()
-            add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **metrics, "train_seconds": round(t1 - t0, 3),
+            add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **({"beta_ramp": objective.ramp} if cfg.beta_warmup else {}), **metrics, "train_seconds": round(t1 - t0, 3),
                                "eval_seconds": round(time.time() - t1, 3)})
             record["timings"]["seconds"] = round(record["timings"]["seconds"] + time.time() - t0, 3)
             save_training_state(accelerator, run_dir, epoch + 1, module, optimizer, scheduler, record)
@@ -657,6 +661,10 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
         raise
+
+def beta_ramp(main_epoch: int, warmup: int) -> float:
+    "Factor on beta in the main phase's epoch `main_epoch` (0-based): min((e + 1) / warmup, 1), as mdistiller's DKD ramps its loss."
+    return 1.0 if warmup == 0 else min((main_epoch + 1) / warmup, 1.0)
 
 def _evaluates(epoch: int, init_epochs: int, total: int, every: int, student_trained: bool) -> bool:
     "Whether the epoch ends with an evaluation: every `every`-th epoch of its phase and the last one, if the student trained."

@@ -116,6 +116,7 @@ CASES = {
     "zero log interval": (["train-teacher", *SYN, "--extra", "{log_every: 0}"], "log_every must be a positive int, got 0"),
     "zero evaluation interval": (["train-teacher", *SYN, "--extra", "{eval_every: 0}"], "eval_every must be a positive int, got 0"),
     "channels_last as a word": (["train-teacher", *SYN, "--extra", "{channels_last: sometimes}"], "setting 'channels_last' must be bool, got 'sometimes'"),
+    "negative warm-up": (["train-teacher", *SYN, "--extra", "{beta_warmup: -2}"], "beta_warmup must be a whole number of epochs, 0 or more, got -2"),
     "zero steps per epoch": (["train-teacher", *SYN, "--extra", "{max_steps_per_epoch: 0}"], "max_steps_per_epoch must be a positive int, got 0"),
     "zero processes": (["train-teacher", *SYN, "--processes", "0"], "processes must be a positive int, got 0"),
     "batch not divisible by processes": (["train-teacher", *SYN, "--batch-size", "33", "--processes", "2", "--device", "cpu"],

@@ -70,6 +70,18 @@ def test_failed_run_is_recorded_and_the_others_complete(specs, tmp_path):
     assert "Broken" in cells and (out / "toy" / "smoke" / "report" / "report.ipynb").exists()
     md = (out / "toy" / "smoke" / "report" / "report.md").read_text()
     assert "## Failed runs" in md and "r8-r8/Broken/seed0" in md
+    # a report to commit: its records name no machine, and the report made again from them reads the same
+    rd = tmp_path / "committed"
+    r4 = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rd), "--with-records")
+    assert r4.returncode == 0 and "3 records copied" in r4.stdout, r4.stdout + r4.stderr
+    copied = sorted(p.relative_to(rd / "records") for p in (rd / "records").rglob("record.json"))
+    assert [str(p) for p in copied] == ["toy/smoke/r8-r8/Baseline/seed0/record.json", "toy/smoke/r8-r8/Broken/seed0/record.json",
+                                        "toy/smoke/r8-r8/KD/seed0/record.json"]   # the smoke scale's teacher is untrained: no run
+    for p in [*(rd / "records").rglob("record.json"), rd / "report.ipynb"]:
+        assert str(tmp_path) not in p.read_text(), p
+    r5 = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(rd / "records"), "--report-dir", str(tmp_path / "again"))
+    assert r5.returncode == 0, r5.stderr
+    assert (tmp_path / "again" / "cells.csv").read_text() == (rd / "cells.csv").read_text() == cells
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
@@ -118,7 +130,7 @@ def test_shards_merge_by_copying_folders(specs, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["reproduce", "toi"], "Did you mean 'toy'"),
-    (["reproduce", "toy", "--scale", "gpu"], "unknown scale 'gpu'"),
+    (["reproduce", "toy", "--scale", "gpu"], "unknown scale of toy 'gpu'"),
     (["reproduce", "toy", "--shard", "0/2"], "is not i/n"),
     (["reproduce", "toy", "--workers", "0"], "workers"),
     (["reproduce", "toy", "--only", "*/FitNet"], "unknown cell pattern of toy '*/FitNet'"),
@@ -173,3 +185,40 @@ def test_every_runnable_cell_of_every_spec_is_a_valid_run():
             assert cfg.scale == "smoke" and cfg.method == job.cell.params["method"], job.key
             checked += 1
     assert checked > 100
+
+
+GRID = """
+title: a sensitivity study
+source: tests
+dataset: cifar10
+teachers:
+  r8: {model: resnet8, dataset: cifar10}
+rows:
+  r8-r8: {label: "resnet8 -> resnet8", teacher: r8, student: resnet8}
+columns:
+  Baseline: {method: baseline}
+  Toy: {method: toy_relational, grid: {log_every: [1, 2], batch_size: [16, 32]}}
+scales:
+  tiny: {base: smoke, seeds: 1}
+"""
+
+
+def test_a_grid_table_at_a_scale_of_its_own_runs_and_is_drawn_as_a_sensitivity_figure(specs, tmp_path):
+    # both keys are run settings here (the recipe); a method's hyperparameter would go to its method_params
+    (specs / "experiments" / "grid.yaml").write_text(GRID)
+    out = tmp_path / "runs"
+    r = kdbook("reproduce", "grid", "--scale", "tiny", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cells = sorted(p.name for p in (out / "grid" / "tiny" / "r8-r8").iterdir())
+    assert cells == ["Baseline", "Toy@log_every=1,batch_size=16", "Toy@log_every=1,batch_size=32",
+                     "Toy@log_every=2,batch_size=16", "Toy@log_every=2,batch_size=32"]
+    rec = read_record(out / "grid" / "tiny" / "r8-r8" / "Toy@log_every=2,batch_size=32" / "seed0")
+    assert (rec["config"]["log_every"], rec["config"]["batch_size"], rec["config"]["scale"]) == (2, 32, "tiny")
+    r = kdbook("report", "grid", "--scale", "tiny", "--output-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    report = out / "grid" / "tiny" / "report"
+    md = (report / "report.md").read_text()
+    assert (report / "sensitivity.png").exists() and "## Sensitivity" in md and "| log_every | batch_size = 16 | batch_size = 32 |" in md
+    assert "No published values" in md
+    assert "| row | Baseline | Teacher |" in md   # the grid's cells are under Sensitivity and in the long table, not columns
+    assert kdbook("reproduce", "grid", "--scale", "cpu-e15", "--output-dir", str(out)).returncode == 2   # not a scale of this spec
