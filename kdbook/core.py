@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'check_number', 'check_name', 'plain_name', 'Entry', 'Registry',
-           'load_plugins', 'Features', 'seed_everything', 'in_test', 'file_mode', 'atomic_write', 'atomic_write_text',
-           'atomic_write_json', 'load_yaml']
+           'load_plugins', 'Features', 'seed_everything', 'package_root', 'in_test', 'file_mode', 'atomic_write',
+           'atomic_write_text', 'atomic_write_json', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
 import dataclasses, difflib, inspect, json, math, os, random, re, tempfile
@@ -136,10 +136,16 @@ class Features:
     stem: Any = None
 
     def map(self, fn: Callable) -> "Features":
-        "A new `Features` with `fn` applied to every tensor (detach, cast, gather, shape...)."
-        return Features(logits=None if self.logits is None else fn(self.logits), pooled=fn(self.pooled), stages=[fn(s) for s in self.stages],
-                        blocks=[[fn(b) for b in stage] for stage in self.blocks],
-                        stem=None if self.stem is None else fn(self.stem))
+        "A new `Features` with `fn` applied to every tensor (detach, cast, gather, shape...); absent fields stay absent."
+        f = lambda x: None if x is None else fn(x)   # a CLIP teacher has no logits, most networks no stem
+        return Features(logits=f(self.logits), pooled=f(self.pooled), stages=[f(s) for s in self.stages],
+                        blocks=[[f(b) for b in stage] for stage in self.blocks], stem=f(self.stem))
+
+    def keep(self, fields) -> "Features":
+        "Only the named fields (`logits`, `pooled`, `stages`, `blocks`, `stem`); the others absent."
+        return Features(logits=self.logits if "logits" in fields else None, pooled=self.pooled if "pooled" in fields else None,
+                        stages=self.stages if "stages" in fields else [], blocks=self.blocks if "blocks" in fields else [],
+                        stem=self.stem if "stem" in fields else None)
 
     def shapes(self) -> "Features":
         "Per-sample shapes (batch dimension dropped), the form a `Distiller` is built from."
@@ -154,6 +160,11 @@ def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch (all devices) with `seed`."
     import torch
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+def package_root() -> Path:
+    "The folder holding the kdbook package: the checkout, when kdbook is installed from it (`pip install -e .`)."
+    import kdbook
+    return Path(kdbook.__file__).resolve().parents[1]
 
 def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."

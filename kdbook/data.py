@@ -10,7 +10,7 @@ __all__ = ['DATASETS', 'CACHE_FORMAT', 'repo_root', 'default_data_dir', 'Dataset
            'PixelCollate', 'EpochShuffle', 'DataBundle', 'training_split', 'make_loaders']
 
 # %% ../nbs/02_data.ipynb #94458d34
-import dataclasses, functools, json, os, pickle, tarfile
+import dataclasses, functools, json, os, pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,13 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .core import KDBookError, Registry, atomic_write, atomic_write_text, check_positive
+from .core import KDBookError, Registry, atomic_write, atomic_write_text, check_positive, package_root
 
 # %% ../nbs/02_data.ipynb #c9c7fe02
 def repo_root() -> Path | None:
     "The kdbook checkout this package was imported from, if any."
-    import kdbook
-    root = Path(kdbook.__file__).resolve().parents[1]
+    root = package_root()
     return root if (root / "settings.ini").exists() else None
 
 def default_data_dir() -> Path:

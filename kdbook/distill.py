@@ -8,7 +8,7 @@ __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'MethodSpec', 'register_metho
 
 # %% ../nbs/04_distill.ipynb #1521d556
 import dataclasses, importlib, pkgutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 import torch.distributed as dist
@@ -176,13 +176,7 @@ def gather_global(x: torch.Tensor) -> torch.Tensor:
 
 def select(feats: Features | None, needs, fn) -> Features | None:
     "`feats` with `fn` applied to the fields in `needs`; the other fields are dropped (never gathered)."
-    if feats is None: return None
-    fn = (lambda f: lambda x: None if x is None else f(x))(fn)   # a CLIP teacher has no logits
-    return Features(logits=fn(feats.logits) if "logits" in needs else None,
-                    pooled=fn(feats.pooled) if "pooled" in needs else None,
-                    stages=[fn(s) for s in feats.stages] if "stages" in needs else [],
-                    blocks=[[fn(b) for b in bl] for bl in feats.blocks] if "blocks" in needs else [],
-                    stem=fn(feats.stem) if "stem" in needs and feats.stem is not None else None)
+    return None if feats is None else feats.keep(needs).map(fn)
 
 # %% ../nbs/04_distill.ipynb #1ebe2a08
 class Objective(nn.Module):

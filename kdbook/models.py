@@ -11,7 +11,6 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/03_models.ipynb #78024a3b
-import math
 from pathlib import Path
 
 import torch

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import KDBookError, atomic_write, atomic_write_text, file_mode
+from .core import KDBookError, atomic_write, atomic_write_text, package_root
 from .results import RECORD_NAME, read_record
-from .tables import Spec, load_spec, published_number
-from .reproduce import sweep_dir
+from .tables import Spec, load_spec, published_number, sweep_dir
 
 # %% ../nbs/26_report.ipynb #06be0894
 def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame:
@@ -319,12 +318,11 @@ def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
 
 def copy_records(spec: Spec, scale: str, output_dir, dest) -> int:
     "Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit."
-    import kdbook
     from kdbook.results import portable
     root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
     for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
         rec = read_record(path)
-        anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": Path(kdbook.__file__).resolve().parents[1],
+        anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": package_root(),
                    "$DATA_DIR": rec["config"].get("data_dir") or ""}
         atomic_write_text(dest / spec.name / scale / path.parent.relative_to(root) / RECORD_NAME,
                           json.dumps(portable(rec, anchors), indent=2) + "\n")

@@ -7,12 +7,12 @@ __all__ = ['RECORD_FORMAT', 'RECORD_NAME', 'LOCK_NAME', 'LOCK_ENV', 'git_commit'
            'add_epoch', 'finish', 'write_record', 'read_record', 'RunLocked', 'lock_held', 'run_lock', 'portable']
 
 # %% ../nbs/21_results.ipynb #860121e6
-import json, os, platform, re, socket, subprocess, sys, time
+import json, os, platform, re, socket, subprocess, sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core import KDBookError, atomic_write_json
+from .core import KDBookError, atomic_write_json, package_root
 
 # %% ../nbs/21_results.ipynb #0e645586
 RECORD_FORMAT = "kdbook-run-1"
@@ -20,8 +20,7 @@ RECORD_NAME = "record.json"
 
 def git_commit(path=None) -> dict:
     "The commit of the kdbook checkout (or of `path`) and whether its tracked files are modified."
-    import kdbook
-    cwd = Path(path or Path(kdbook.__file__).resolve().parents[1])
+    cwd = Path(path or package_root())
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=10)

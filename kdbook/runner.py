@@ -8,10 +8,10 @@ __all__ = ['EXPERIMENTS', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARGS', 'notebooks_
            'run_notebook', 'demo']
 
 # %% ../nbs/22_runner.ipynb #e11b9d5f
-import ast, dataclasses, json, logging, os, sys, tempfile, traceback
+import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
 
-from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice
+from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
 # kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
 
@@ -20,9 +20,8 @@ EXPERIMENTS = Registry("experiment")
 
 def notebooks_dir() -> Path:
     "The folder of the experiment notebooks."
-    import kdbook
     candidates = [Path(os.environ["KDBOOK_NOTEBOOKS"])] if os.environ.get("KDBOOK_NOTEBOOKS") else []
-    candidates += [Path(kdbook.__file__).resolve().parents[1] / "nbs" / "experiments", Path(sys.prefix) / "share" / "kdbook" / "experiments"]
+    candidates += [package_root() / "nbs" / "experiments", Path(sys.prefix) / "share" / "kdbook" / "experiments"]
     for c in candidates:
         if (c / "distill.ipynb").exists(): return c
     raise KDBookError("the experiment notebooks were not found; looked in: " + ", ".join(map(str, candidates)) +
@@ -133,12 +132,12 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True) -> dict:
     cfg, params = prepare(notebook, params)   # bad input is refused before papermill is even imported
     import papermill as pm
     from papermill.iorw import papermill_io
-    from kdbook.train import remove_temporaries
+    from kdbook.train import config_changes, remove_temporaries
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):
         if (run_dir / RECORD_NAME).exists():
             rec = read_record(run_dir)
-            if rec["status"] == "completed" and rec["config"] == json.loads(json.dumps(cfg.to_dict())):
+            if rec["status"] == "completed" and not config_changes(rec["config"], cfg):
                 print(f"{cfg.name}: already complete (top-1 last {rec['last_top1']:.2f}%, best {rec['best_top1']:.2f}%)", flush=True)
                 return rec
         remove_temporaries(run_dir)

@@ -8,10 +8,11 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_F
            'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state',
            'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress',
            'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory',
-           'check_param_groups', 'fit', 'beta_ramp', 'save_method_state', 'run', 'main']
+           'check_param_groups', 'config_changes', 'fit', 'beta_ramp', 'save_method_state', 'Training',
+           'build_training', 'start_record', 'run_epoch', 'finish_run', 'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
-import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time, traceback
+import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -518,12 +519,17 @@ def check_param_groups(module: nn.Module, groups: list):
                           f"some untrained. In no group: {missing[:8] or 'none'}; in several: {twice[:8] or 'none'} "
                           "(a method lists its parameters in `param_groups`).")
 
+def config_changes(recorded: dict, cfg: RunConfig) -> dict:
+    "{setting: (recorded, now)} where a record's configuration differs from `cfg`; a setting added to kdbook after the record was written counts as its default."
+    as_json = lambda d: json.loads(json.dumps(d))   # tuples as lists, as a record on disk has them
+    old, new = as_json({**RunConfig().to_dict(), **recorded}), as_json(cfg.to_dict())
+    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+
 def _existing_record(cfg: RunConfig, run_dir: Path) -> dict | None:
     "The record already in `run_dir` (None if none); refuse one of another configuration."
     if not (run_dir / RECORD_NAME).exists(): return None
-    old, new = read_record(run_dir), json.loads(json.dumps(cfg.to_dict()))
-    if old["config"] != new:
-        diff = {k: (old["config"].get(k), v) for k, v in new.items() if old["config"].get(k) != v}
+    old = read_record(run_dir)
+    if diff := config_changes(old["config"], cfg):
         raise KDBookError(f"run folder {str(run_dir)!r} holds a run with another configuration {diff}; choose another name or output_dir.")
     return old
 
@@ -542,10 +548,73 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
         return _fit(cfg, run_dir, stop_after_epoch, quiet)
 
 def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: bool) -> dict:
+    "The run as a short story: build what it trains with, start (or resume) its record, run the epochs, finish."
     keep_freed_memory()
-    accelerator = _fresh_accelerator(cfg)
-    main = accelerator.is_main_process
-    say = (lambda *a: print(*a, flush=True)) if main and not quiet else (lambda *a: None)
+    t = build_training(cfg, _fresh_accelerator(cfg))
+    say = (lambda *a: print(*a, flush=True)) if t.main and not quiet else (lambda *a: None)
+    first_epoch, record = start_record(t, run_dir, say)
+    try:
+        for epoch in range(first_epoch, t.total):
+            say(run_epoch(t, epoch, record, run_dir, show_bar=t.main and not quiet))
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < t.total:
+                raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as asked")
+        finish_run(t, run_dir, record)
+        return record
+    except BaseException as e:
+        if t.main:
+            remove_temporaries(run_dir)   # first: on a full disk this frees the room the record needs
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
+        raise
+
+def beta_ramp(main_epoch: int, warmup: int) -> float:
+    "Factor on beta in the main phase's epoch `main_epoch` (0-based): min((e + 1) / warmup, 1), as mdistiller's DKD ramps its loss."
+    return 1.0 if warmup == 0 else min((main_epoch + 1) / warmup, 1.0)
+
+def _evaluates(epoch: int, init_epochs: int, total: int, every: int, student_trained: bool) -> bool:
+    "Whether the epoch ends with an evaluation: every `every`-th epoch of its phase and the last one, if the student trained."
+    return student_trained and ((epoch + 1 - (init_epochs if epoch >= init_epochs else 0)) % every == 0 or epoch + 1 in (init_epochs, total))
+
+def _in_sync(accelerator, module: nn.Module) -> bool:
+    "Whether every process holds the same buffers (memory banks) and parameters: compared by checksums."
+    sums = torch.stack([t.detach().double().sum() for t in (*module.buffers(), *module.parameters())] or [torch.zeros((), dtype=torch.float64)])
+    everyone = accelerator.gather(sums.to(accelerator.device)[None]).cpu()
+    return bool(torch.allclose(everyone, everyone[:1].expand_as(everyone), rtol=1e-6, atol=1e-9))
+
+def save_method_state(path, method: str, distiller: nn.Module):
+    "Save a method's trained parts (heads, GNNs, memory banks) for reuse (EGA's sequential mode reads its head)."
+    state = {"method": method, "state_dict": {k: v.detach().cpu() for k, v in distiller.state_dict().items()}}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+def _compute_dtype_in(accelerator, student, x) -> str:
+    with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
+
+# %% ../nbs/20_train.ipynb #3d208139
+@dataclass
+class Training:
+    "Everything a run trains with, built once by `build_training` and read by the epoch loop."
+    cfg: RunConfig
+    accelerator: object
+    data: object               # kdbook.data.Loaders: the datasets, their views, the dataset's facts
+    module: nn.Module          # the prepared DistillModule (student + objective)
+    teacher: nn.Module | None
+    optimizer: object
+    scheduler: object
+    train_dl: object
+    test_dl: object
+    init_epochs: int           # the method's initialisation phase, before the cfg.epochs of the main phase
+    memory_format: torch.memory_format
+    probe: torch.Tensor        # two test images through the test-time view (shapes, compute dtype)
+
+    @property
+    def main(self) -> bool: return self.accelerator.is_main_process
+    @property
+    def total(self) -> int: return self.init_epochs + self.cfg.epochs
+    @property
+    def unwrapped(self) -> nn.Module: return self.accelerator.unwrap_model(self.module)
+
+def build_training(cfg: RunConfig, accelerator) -> Training:
+    "Data, models, objective, optimizer and schedule of a resolved run, prepared by `accelerator`."
     seed_everything(cfg.seed)
     spec = METHODS.get(cfg.method)
     hp, method = spec.make_params(cfg.method_params), spec.distiller
@@ -586,103 +655,82 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     if cfg.compile:   # in place, so that state-dict keys stay those of the plain modules
         accelerator.unwrap_model(module).student.compile()
         if teacher is not None: teacher.compile()
+    return Training(cfg, accelerator, data, module, teacher, optimizer, scheduler, train_dl, test_dl, init_epochs, fmt, probe)
 
-    latest, first_epoch, record = latest_checkpoint(run_dir), 0, None
+# %% ../nbs/20_train.ipynb #3ab9603d
+def start_record(t: Training, run_dir: Path, say=print) -> tuple:
+    "(the first epoch to run, the record): resumed from the newest checkpoint of `run_dir`, or new; written."
+    cfg, latest, first_epoch, record = t.cfg, latest_checkpoint(run_dir), 0, None
     if latest is not None:
-        progress = load_training_state(accelerator, latest, module, optimizer, scheduler)
+        progress = load_training_state(t.accelerator, latest, t.module, t.optimizer, t.scheduler)
         first_epoch, record = progress["epoch"], progress["record"]
         say(f"resuming {cfg.name} after epoch {first_epoch} from {latest}")
     if record is None:
-        teacher_info = None
-        if cfg.teacher_ckpt and cfg.teacher_ckpt != "untrained" and teacher is not None:
-            meta = read_checkpoint(cfg.teacher_ckpt)["meta"] if cfg.teacher_ckpt != "pretrained" else {}
-            teacher_info = {"model": cfg.teacher, "checkpoint": str(cfg.teacher_ckpt), "top1": meta.get("top1"), "run": meta.get("run"),
-                            "sha256": _sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt != "pretrained" else None}
-        elif teacher is not None: teacher_info = {"model": cfg.teacher, "checkpoint": "untrained"}
-        record = new_record(cfg.name, cfg.role, cfg.to_dict(), teacher=teacher_info,
-                            dataset={"name": cfg.dataset, "variant": data.variant, "num_train": data.num_train,
-                                     "num_test": len(data.test.dataset), "classes": num_classes},
-                            model={"name": cfg.model, "params": count_params(student)},
-                            machine={"device": str(accelerator.device), "processes": accelerator.num_processes,
+        record = new_record(cfg.name, cfg.role, cfg.to_dict(), teacher=_teacher_info(cfg, t.teacher),
+                            dataset={"name": cfg.dataset, "variant": t.data.variant, "num_train": t.data.num_train,
+                                     "num_test": len(t.data.test.dataset), "classes": t.data.info.num_classes},
+                            model={"name": cfg.model, "params": count_params(t.unwrapped.student)},
+                            machine={"device": str(t.accelerator.device), "processes": t.accelerator.num_processes,
                                      "mixed_precision": cfg.precision, "bf16_native": bf16_native(cfg.device),
-                                     "compute_dtype": _compute_dtype_in(accelerator, student, probe)})
+                                     "compute_dtype": _compute_dtype_in(t.accelerator, t.unwrapped.student, t.probe)})
     else:
         record["status"], record["error"] = "running", None
-    if main: write_record(run_dir, record)
+    if t.main: write_record(run_dir, record)
+    return first_epoch, record
 
-    total = init_epochs + cfg.epochs
-    objective = accelerator.unwrap_model(module).objective
-    try:
-        for epoch in range(first_epoch, total):
-            t0 = time.time()
-            phase = "init" if epoch < init_epochs else "main"
-            objective.phase = phase
-            objective.ramp = beta_ramp(epoch - init_epochs, cfg.beta_warmup) if phase == "main" else 1.0
-            if init_epochs and epoch == init_epochs:
-                optimizer.optimizer.state.clear()   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
-            train_dl.set_epoch(epoch); data.train.dataset.set_epoch(epoch)
-            steps = len(train_dl) if not cfg.max_steps_per_epoch else min(len(train_dl), cfg.max_steps_per_epoch)
-            bar = progress_bar(steps, f"epoch {epoch + 1}/{total}" + (" (init)" if phase == "init" else ""), main and not quiet)
-            lr = optimizer.param_groups[0]["lr"]
-            metrics = train_epoch(accelerator, module, teacher, train_dl, optimizer, epoch, cfg, bar, data.train_views)
-            if bar is not None: bar.close()
-            t1 = time.time()
-            if _evaluates(epoch, init_epochs, total, cfg.eval_every, phase == "main" or objective.distiller.init_trains_student):
-                metrics.update(evaluate(accelerator, accelerator.unwrap_model(module).student, test_dl, data.test_views, fmt))
-            scheduler.step()
-            add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **({"beta_ramp": objective.ramp} if cfg.beta_warmup else {}), **metrics, "train_seconds": round(t1 - t0, 3),
-                               "eval_seconds": round(time.time() - t1, 3)})
-            record["timings"]["seconds"] = round(record["timings"]["seconds"] + time.time() - t0, 3)
-            save_training_state(accelerator, run_dir, epoch + 1, module, optimizer, scheduler, record)
-            if main: write_record(run_dir, record)
-            terms = ", ".join(f"{k} {v:.4f}" for k, v in metrics["train"].items() if k != "loss")
-            best = f"best {record['best_top1']:.2f}%" if record["best_top1"] is not None else "init phase"
-            accuracy = "" if "test_top1" not in metrics else \
-                f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% ({best})  "
-            say(f"epoch {epoch + 1}/{total}  loss {metrics['train']['loss']:.4f} ({terms})  {accuracy}{time.time() - t0:.1f}s")
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < total:
-                raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as asked")
-        final = accelerator.unwrap_model(module)
-        if accelerator.num_processes > 1 and final.objective.distiller is not None:
-            record["machine"]["method_state_in_sync"] = _in_sync(accelerator, final.objective.distiller)
-        if main:
-            save_checkpoint(run_dir / "model.pt", final.student, cfg.model, num_classes, top1=record["last_top1"],
-                            best_top1=record["best_top1"], run=cfg.name, dataset=cfg.dataset, variant=data.variant)
-            record["model_checkpoint"] = "model.pt"
-            if final.objective.distiller is not None and final.objective.distiller.state_dict():
-                save_method_state(run_dir / "distiller.pt", cfg.method, final.objective.distiller)
-                record["distiller_checkpoint"] = "distiller.pt"
-            write_record(run_dir, finish(record, "completed"))
-        accelerator.wait_for_everyone()
-        return record
-    except BaseException as e:
-        if main:
-            remove_temporaries(run_dir)   # first: on a full disk this frees the room the record needs
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
-        raise
+def _teacher_info(cfg: RunConfig, teacher: nn.Module | None) -> dict | None:
+    "What the record says of the teacher: its architecture, checkpoint, accuracy and sha256."
+    if teacher is None: return None
+    if not cfg.teacher_ckpt or cfg.teacher_ckpt == "untrained": return {"model": cfg.teacher, "checkpoint": "untrained"}
+    meta = read_checkpoint(cfg.teacher_ckpt)["meta"] if cfg.teacher_ckpt != "pretrained" else {}
+    return {"model": cfg.teacher, "checkpoint": str(cfg.teacher_ckpt), "top1": meta.get("top1"), "run": meta.get("run"),
+            "sha256": _sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt != "pretrained" else None}
 
-def beta_ramp(main_epoch: int, warmup: int) -> float:
-    "Factor on beta in the main phase's epoch `main_epoch` (0-based): min((e + 1) / warmup, 1), as mdistiller's DKD ramps its loss."
-    return 1.0 if warmup == 0 else min((main_epoch + 1) / warmup, 1.0)
+# %% ../nbs/20_train.ipynb #3c6848b5
+def run_epoch(t: Training, epoch: int, record: dict, run_dir: Path, show_bar: bool = False) -> str:
+    "Train and (when due) evaluate epoch `epoch`, add it to `record`, save the checkpoint; return its progress line."
+    cfg, objective, optimizer = t.cfg, t.unwrapped.objective, t.optimizer
+    t0 = time.time()
+    phase = "init" if epoch < t.init_epochs else "main"
+    objective.phase = phase
+    objective.ramp = beta_ramp(epoch - t.init_epochs, cfg.beta_warmup) if phase == "main" else 1.0
+    if t.init_epochs and epoch == t.init_epochs:
+        optimizer.optimizer.state.clear()   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
+    t.train_dl.set_epoch(epoch); t.data.train.dataset.set_epoch(epoch)
+    steps = len(t.train_dl) if not cfg.max_steps_per_epoch else min(len(t.train_dl), cfg.max_steps_per_epoch)
+    bar = progress_bar(steps, f"epoch {epoch + 1}/{t.total}" + (" (init)" if phase == "init" else ""), show_bar)
+    lr = optimizer.param_groups[0]["lr"]
+    metrics = train_epoch(t.accelerator, t.module, t.teacher, t.train_dl, optimizer, epoch, cfg, bar, t.data.train_views)
+    if bar is not None: bar.close()
+    t1 = time.time()
+    if _evaluates(epoch, t.init_epochs, t.total, cfg.eval_every, phase == "main" or objective.distiller.init_trains_student):
+        metrics.update(evaluate(t.accelerator, t.unwrapped.student, t.test_dl, t.data.test_views, t.memory_format))
+    t.scheduler.step()
+    ramp = {"beta_ramp": objective.ramp} if cfg.beta_warmup else {}
+    add_epoch(record, {"epoch": epoch + 1, "phase": phase, "lr": lr, **ramp, **metrics, "train_seconds": round(t1 - t0, 3),
+                       "eval_seconds": round(time.time() - t1, 3)})
+    record["timings"]["seconds"] = round(record["timings"]["seconds"] + time.time() - t0, 3)
+    save_training_state(t.accelerator, run_dir, epoch + 1, t.module, optimizer, t.scheduler, record)
+    if t.main: write_record(run_dir, record)
+    terms = ", ".join(f"{k} {v:.4f}" for k, v in metrics["train"].items() if k != "loss")
+    best = f"best {record['best_top1']:.2f}%" if record["best_top1"] is not None else "init phase"
+    accuracy = "" if "test_top1" not in metrics else f"train {metrics['train_top1']:.2f}%  test {metrics['test_top1']:.2f}% ({best})  "
+    return f"epoch {epoch + 1}/{t.total}  loss {metrics['train']['loss']:.4f} ({terms})  {accuracy}{time.time() - t0:.1f}s"
 
-def _evaluates(epoch: int, init_epochs: int, total: int, every: int, student_trained: bool) -> bool:
-    "Whether the epoch ends with an evaluation: every `every`-th epoch of its phase and the last one, if the student trained."
-    return student_trained and ((epoch + 1 - (init_epochs if epoch >= init_epochs else 0)) % every == 0 or epoch + 1 in (init_epochs, total))
-
-def _in_sync(accelerator, module: nn.Module) -> bool:
-    "Whether every process holds the same buffers (memory banks) and parameters: compared by checksums."
-    sums = torch.stack([t.detach().double().sum() for t in (*module.buffers(), *module.parameters())] or [torch.zeros((), dtype=torch.float64)])
-    everyone = accelerator.gather(sums.to(accelerator.device)[None]).cpu()
-    return bool(torch.allclose(everyone, everyone[:1].expand_as(everyone), rtol=1e-6, atol=1e-9))
-
-def save_method_state(path, method: str, distiller: nn.Module):
-    "Save a method's trained parts (heads, GNNs, memory banks) for reuse (EGA's sequential mode reads its head)."
-    state = {"method": method, "state_dict": {k: v.detach().cpu() for k, v in distiller.state_dict().items()}}
-    atomic_write(path, lambda f: torch.save(state, f))
-
-def _compute_dtype_in(accelerator, student, x) -> str:
-    with accelerator.autocast(): return _compute_dtype(student, x.to(accelerator.device))
+def finish_run(t: Training, run_dir: Path, record: dict):
+    "Check the method's state agrees across processes, save the student (and the method's parts), complete the record."
+    final, cfg = t.unwrapped, t.cfg
+    if t.accelerator.num_processes > 1 and final.objective.distiller is not None:
+        record["machine"]["method_state_in_sync"] = _in_sync(t.accelerator, final.objective.distiller)
+    if t.main:
+        save_checkpoint(run_dir / "model.pt", final.student, cfg.model, t.data.info.num_classes, top1=record["last_top1"],
+                        best_top1=record["best_top1"], run=cfg.name, dataset=cfg.dataset, variant=t.data.variant)
+        record["model_checkpoint"] = "model.pt"
+        if final.objective.distiller is not None and final.objective.distiller.state_dict():
+            save_method_state(run_dir / "distiller.pt", cfg.method, final.objective.distiller)
+            record["distiller_checkpoint"] = "distiller.pt"
+        write_record(run_dir, finish(record, "completed"))
+    t.accelerator.wait_for_everyone()
 
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ..core import KDBookError, unknown_choice
 from ..distill import Distiller, register_method
-from ..graphs import class_masks, cosine_matrix, flat, knn_indices, knn_mask, matrix_power, pairwise_dists, sym_normalize
+from ..graphs import class_masks, cosine_matrix, knn_indices, knn_mask, matrix_power, pairwise_dists, sym_normalize
 
 # %% ../../nbs/12_gkd.ipynb #9c909b8e
 CLASS_GRAPHS = ("all", "intra", "inter")

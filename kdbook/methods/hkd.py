@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..core import KDBookError, unknown_choice
 from ..distill import Distiller, register_method
 from ..graphs import knn_edge_index, knn_indices
-from ..memory import LabelAwareNegatives, MemoryBank, info_nce, info_nce_logits
+from ..memory import LabelAwareNegatives, MemoryBank, info_nce_logits
 
 # %% ../../nbs/14_hkd.ipynb #e332cee8
 def hkd_graph(logits: torch.Tensor, k: int = 8) -> torch.Tensor:

@@ -6,8 +6,6 @@
 __all__ = ['pkt_distribution', 'pkt_loss', 'PKT']
 
 # %% ../../nbs/15d_pkt.ipynb #cec56f20
-from dataclasses import dataclass
-
 import torch
 
 from ..distill import Distiller, register_method
