@@ -15,7 +15,7 @@ import pandas as pd
 
 from .core import KDBookError, atomic_write, atomic_write_text, package_root
 from .results import RECORD_NAME, read_record
-from .tables import Spec, load_spec, published_number, sweep_dir
+from .tables import Spec, grid_label, load_spec, published_number, sweep_dir
 
 # %% ../nbs/26_report.ipynb #06be0894
 def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame:
@@ -237,9 +237,9 @@ def plot_grid(spec: Spec, cells: pd.DataFrame):
         for value, line in (d.groupby(hue, sort=True) if hue else [(None, d)]):
             line = line.sort_values(x)
             bar = ax.errorbar(line[x], line["measured"], yerr=line["std"].fillna(0).to_numpy(dtype=float), marker="o", capsize=3,
-                              label=f"{hue} = {_gridv(value)}" if hue else "measured")
+                              label=f"{hue} = {grid_label(value)}" if hue else "measured")
             if value in per_hue: ax.axhline(per_hue[value], color=bar[0].get_color(), linestyle="--", linewidth=1,
-                                            label=f"baseline, {hue} = {_gridv(value)}")
+                                            label=f"baseline, {hue} = {grid_label(value)}")
         base = cells[(cells.row == rid) & (cells.col == "Baseline") & (cells.n > 0)]
         if len(base) and not per_hue:
             ax.axhline(base.iloc[0].best if spec.epoch == "best" else base.iloc[0].last, color="grey", linestyle="--", label="baseline")
@@ -267,16 +267,14 @@ def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
         x, hue = keys[0], (keys[1] if len(keys) > 1 else None)
         across = sorted(d[hue].unique()) if hue else [None]
         out += [f"### {column}, {spec.rows[rid].get('label', rid)}", "",
-                f"| {x} | " + " | ".join(f"{hue} = {_gridv(a)}" if hue else "measured" for a in across) + " |", "|---:|" + "---:|" * len(across)]
+                f"| {x} | " + " | ".join(f"{hue} = {grid_label(a)}" if hue else "measured" for a in across) + " |", "|---:|" + "---:|" * len(across)]
         for xv in sorted(d[x].unique()):
             cell = lambda a: d[(d[x] == xv) & ((d[hue] == a) if hue else True)]
-            out.append(f"| {_gridv(xv)} | " + " | ".join(
+            out.append(f"| {grid_label(xv)} | " + " | ".join(
                 (lambda r: f"{_fmt(_none(r.measured), _none(r['std']))} [{r.n}]" if r is not None else "–")(
                     cell(a).iloc[0] if len(cell(a)) else None) for a in across) + " |")
         out.append("")
     return "\n".join(out)
-
-def _gridv(v) -> str: return f"{v:g}" if isinstance(v, float) else str(v)
 
 # %% ../nbs/26_report.ipynb #cf7bae89
 def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, spec_file=None) -> dict:
@@ -291,16 +289,18 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
     out = Path(report_dir) if report_dir else sweep_dir(output_dir, experiment, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
     cells = aggregate(spec, runs, scale, output_dir)
-    md = markdown_report(spec, cells, runs, scale)
-    if len(grid_frame(spec, cells)): md += "\n## Sensitivity\n\n![sensitivity](sensitivity.png)\n\n" + grid_markdown(spec, cells)
+    md, grid = markdown_report(spec, cells, runs, scale), grid_frame(spec, cells)
+    if len(grid): md += "\n## Sensitivity\n\n![sensitivity](sensitivity.png)\n\n" + grid_markdown(spec, cells)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
     atomic_write_text(out / "runs.csv", runs.drop(columns=["path"]).to_csv(index=False))
     figures = {}
     if (runs.status == "completed").any():
-        drawn = [("curves.png", plot_method_curves(spec, runs)), ("loss_terms.png", plot_loss_terms(spec, runs))]
+        drawn = []
+        if len(_completed_outside_grids(spec, runs)):   # a study of grid columns alone has no method curves
+            drawn += [("curves.png", plot_method_curves(spec, runs)), ("loss_terms.png", plot_loss_terms(spec, runs))]
         if spec.published: drawn.append(("measured_vs_published.png", plot_vs_published(spec, cells, runs)))
-        if len(grid_frame(spec, cells)): drawn.append(("sensitivity.png", plot_grid(spec, cells)))
+        if len(grid): drawn.append(("sensitivity.png", plot_grid(spec, cells)))
         for name, fig in drawn:
             figures[name] = atomic_write(out / name, lambda f: fig.savefig(f, dpi=110, format="png"))
             plt.close(fig)

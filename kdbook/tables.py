@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'data_root', 'sweep_dir', 'experiment_names', 'published_number', 'Cell', 'Spec',
-           'load_spec', 'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
+           'grid_label', 'load_spec', 'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
 
 # %% ../nbs/24_tables.ipynb #1afc4945
 import copy, dataclasses, itertools, os, re, sys
@@ -123,7 +123,9 @@ def _check_recipe(where: str, recipe: dict):
     _check_keys(f"{where} recipe", recipe, _RUN_KEYS - {"name", "output_dir", "seed", "scale", "role", "model", "teacher",
                                                         "teacher_ckpt", "method", "method_params"})
 
-def _grid_label(v) -> str: return f"{v:g}" if isinstance(v, float) else str(v)
+def grid_label(v) -> str:
+    "A grid value as cell keys, labels and reports write it: 0.005, not 0.005000000000000001."
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 def _expand_grid(name: str, cid: str, c: dict) -> dict:
     "A column with a `grid` of values as one column per combination (`<cid>@k=v,...`); each keeps its values under `grid`."
@@ -136,9 +138,9 @@ def _expand_grid(name: str, cid: str, c: dict) -> dict:
         col = {**c, "method_params": dict(c.get("method_params") or {}), "recipe": dict(c.get("recipe") or {}),
                "grid": dict(zip(grid, values))}
         for k, v in zip(grid, values): (col["recipe"] if k in _RUN_KEYS else col["method_params"])[k] = v
-        label = ", ".join(f"{k}={_grid_label(v)}" for k, v in zip(grid, values))
+        label = ", ".join(f"{k}={grid_label(v)}" for k, v in zip(grid, values))
         col["label"] = f"{c.get('label', cid)} ({label})"
-        out[f"{cid}@" + ",".join(f"{k}={_grid_label(v)}" for k, v in zip(grid, values))] = col
+        out[f"{cid}@" + ",".join(f"{k}={grid_label(v)}" for k, v in zip(grid, values))] = col
     return out
 
 def load_spec(name: str | None = None, spec_file=None) -> Spec:

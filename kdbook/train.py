@@ -135,7 +135,7 @@ def check_output_dir(path) -> Path:
 def _check_numbers(c: RunConfig):
     "Every number of a run in its valid range (the weights after the method's defaults are filled in)."
     for name in ("epochs", "batch_size", "log_every", "eval_every"): check_positive(name, getattr(c, name))
-    if not isinstance(c.beta_warmup, int) or isinstance(c.beta_warmup, bool) or c.beta_warmup < 0:
+    if c.beta_warmup < 0:   # its type is checked with every setting's
         raise KDBookError(f"beta_warmup must be a whole number of epochs, 0 or more, got {c.beta_warmup!r}.")
     for name in ("max_steps_per_epoch", "image_size"):
         if getattr(c, name) is not None: check_positive(name, getattr(c, name))

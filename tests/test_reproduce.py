@@ -222,3 +222,10 @@ def test_a_grid_table_at_a_scale_of_its_own_runs_and_is_drawn_as_a_sensitivity_f
     assert "No published values" in md
     assert "| row | Baseline | Teacher |" in md   # the grid's cells are under Sensitivity and in the long table, not columns
     assert kdbook("reproduce", "grid", "--scale", "cpu-e15", "--output-dir", str(out)).returncode == 2   # not a scale of this spec
+    # a study of grid columns alone: no method curves to draw, the sensitivity figure still is
+    (specs / "experiments" / "gridonly.yaml").write_text(GRID.replace("  Baseline: {method: baseline}\n", ""))
+    shutil.copytree(out / "grid", out / "gridonly", ignore=shutil.ignore_patterns("report"))
+    r = kdbook("report", "gridonly", "--scale", "tiny", "--output-dir", str(out))
+    assert r.returncode == 0, r.stderr
+    drawn = sorted(p.name for p in (out / "gridonly" / "tiny" / "report").glob("*.png"))
+    assert drawn == ["sensitivity.png"], drawn
