@@ -25,7 +25,7 @@ setuptools.setup(
     # The experiment notebooks travel with non-editable installs too (kdbook.runner looks here).
     data_files=[("share/kdbook/experiments", [str(p) for p in sorted(Path("nbs/experiments").glob("*.ipynb"))])]
                + [(f"share/kdbook/data/{d}", [str(p) for p in sorted(Path("data", d).glob("*")) if p.is_file()])
-                  for d in ("experiments", "paper_tables", "teachers")],
+                  for d in ("experiments", "paper_tables", "teachers", "samples")],
     entry_points={"console_scripts": cfg["console_scripts"].split(), "nbdev": ["kdbook=kdbook._modidx:d"]},
     zip_safe=False,
 )

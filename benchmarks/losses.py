@@ -52,9 +52,10 @@ def measure_loss(method, batch, device, repeats):
     tname, sname = PAIRS.get(method, ("resnet32x4", "resnet8x4"))
     spec = METHODS.get(method)
     hp = spec.make_params(PARAMS.get(method, {}))
-    if spec.distiller is not None: sname = spec.distiller.adapt_student(sname, hp)
+    recipe = spec.make_recipe(hp)
+    sname = recipe.student(sname)
     teacher, student = create_model(tname, 100).eval().to(device), create_model(sname, 100).to(device)
-    views = spec.distiller.joint_views(hp) if spec.distiller else 1   # SSKD: 4 rotations of each image
+    views = recipe.joint_views   # SSKD: 4 rotations of each image
     x = torch.randn(batch * views, 3, 32, 32, device=device)
     labels = torch.arange(batch, device=device) % 100
     with torch.no_grad(): t, s0 = teacher(x), student(x)
@@ -70,7 +71,7 @@ def measure_loss(method, batch, device, repeats):
             neg = LabelAwareNegatives(torch.arange(n_train) % 100, hp.num_negatives)
             batch_d["negatives"] = torch.stack([neg(int(i), int(i) % 100)["negatives"] for i in batch_d["index"].cpu()]).to(device)
         # a method whose loss lives in its initialisation phase (FSP) is timed there
-        terms = (lambda: d.init_loss(s, t, batch_d)) if spec.distiller.init_epochs(hp) and not d(s, t, batch_d) else (lambda: d(s, t, batch_d))
+        terms = (lambda: d.init_loss(s, t, batch_d)) if recipe.init_epochs and not d(s, t, batch_d) else (lambda: d(s, t, batch_d))
         loss_fn = lambda: sum(terms().values())
     def step():
         loss = loss_fn(); loss.backward()
@@ -93,23 +94,22 @@ def measure_step(method, batch, device, steps):
     "`method` or `kd:<other>` (Hinton KD on the network pair of <other>)."
     method, _, pair_of = method.partition(":")
     import torch
-    from kdbook.distill import DistillSetup, METHODS
+    from kdbook.distill import DistillSetup
     from kdbook.memory import LabelAwareNegatives
     from kdbook.models import create_model
     from kdbook.train import DistillModule, RunConfig, _fresh_accelerator, build_objective, keep_freed_memory, resolve, train_epoch
     keep_freed_memory()
     torch.manual_seed(0)
     tname, sname = PAIRS.get(pair_of or method, ("resnet32x4", "resnet8x4"))
-    cfg = resolve(RunConfig(dataset="cifar100", model=sname, teacher=tname, teacher_ckpt="untrained", method=method,
-                            method_params=PARAMS.get(method, {}), batch_size=batch, device=device), check_data=False)
-    acc = _fresh_accelerator(cfg)
+    r = resolve(RunConfig(dataset="cifar100", model=sname, teacher=tname, teacher_ckpt="untrained", method=method,
+                          method_params=PARAMS.get(method, {}), batch_size=batch, device=device), check_data=False)
+    cfg, acc = r.cfg, _fresh_accelerator(r)
     teacher, student = create_model(tname, 100).eval().requires_grad_(False).to(acc.device), create_model(cfg.model, 100)
-    spec = METHODS.get(method)
-    views = spec.distiller.joint_views(spec.make_params(cfg.method_params)) if spec.distiller else 1
+    views = r.recipe.joint_views
     x = torch.randn(batch, views, 3, 32, 32) if views > 1 else torch.randn(batch, 3, 32, 32)   # SSKD: 4 rotations
     plain = x[:2, 0] if views > 1 else x[:2]
     with torch.no_grad(): shapes = (student.eval()(plain).shapes(), teacher(plain.to(acc.device)).shapes())
-    module = DistillModule(student, build_objective(cfg, *shapes, DistillSetup(100, 50000, batch, sname, tname)))
+    module = DistillModule(student, build_objective(r, *shapes, DistillSetup(100, 50000, batch, sname, tname)))
     groups = [{"params": list(student.parameters())}] + (module.objective.distiller.param_groups() if module.objective.distiller else [])
     opt = torch.optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=5e-4)
     module, opt = acc.prepare(module, opt)

@@ -38,9 +38,9 @@ def main():
     mallopt = False if args.no_mallopt else keep_freed_memory()
 
     torch.manual_seed(0)
-    cfg = resolve(RunConfig(dataset="synthetic", model=args.student, teacher=args.teacher, teacher_ckpt="untrained",
-                            method="kd", batch_size=args.batch_size, device=args.device, log_every=50), check_data=False)
-    acc = _fresh_accelerator(cfg)
+    r = resolve(RunConfig(dataset="synthetic", model=args.student, teacher=args.teacher, teacher_ckpt="untrained",
+                          method="kd", batch_size=args.batch_size, device=args.device, log_every=50), check_data=False)
+    cfg, acc = r.cfg, _fresh_accelerator(r)
     dev = acc.device
     teacher = create_model(args.teacher, args.classes).eval().requires_grad_(False).to(dev)
     student = create_model(args.student, args.classes)
@@ -51,7 +51,7 @@ def main():
 
     with torch.no_grad():
         shapes = (student.eval()(x[:2]).shapes(), teacher(x[:2].to(dev)).shapes())
-    objective = build_objective(cfg, *shapes, DistillSetup(args.classes, 0, args.batch_size))
+    objective = build_objective(r, *shapes, DistillSetup(args.classes, 0, args.batch_size))
     module = DistillModule(student, objective)
     opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     module, opt = acc.prepare(module, opt)

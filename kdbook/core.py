@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'check_number', 'check_name', 'plain_name', 'Entry', 'Registry',
-           'load_plugins', 'Features', 'seed_everything', 'package_root', 'in_test', 'file_mode', 'atomic_write',
-           'atomic_write_text', 'atomic_write_json', 'load_yaml']
+           'load_plugins', 'Features', 'seed_everything', 'package_root', 'data_root', 'in_test', 'file_mode',
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
-import dataclasses, difflib, inspect, json, math, os, random, re, tempfile
+import dataclasses, difflib, inspect, json, math, os, random, re, sys, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -165,6 +165,15 @@ def package_root() -> Path:
     "The folder holding the kdbook package: the checkout, when kdbook is installed from it (`pip install -e .`)."
     import kdbook
     return Path(kdbook.__file__).resolve().parents[1]
+
+def data_root() -> Path:
+    "The folder of kdbook's repository data (`experiments/`, `paper_tables/`, `teachers/`, `samples/`): the checkout's `data/`, else the installed copy."
+    candidates = [Path(os.environ["KDBOOK_SPECS"])] if os.environ.get("KDBOOK_SPECS") else []
+    candidates += [package_root() / "data", Path(sys.prefix) / "share" / "kdbook" / "data"]
+    for c in candidates:
+        if (c / "experiments").is_dir(): return c
+    raise KDBookError("the experiment specs were not found; looked in: " + ", ".join(str(c / "experiments") for c in candidates) +
+                      ". Install kdbook from its repository (pip install -e .) or set KDBOOK_SPECS.")
 
 def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."

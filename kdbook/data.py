@@ -7,7 +7,7 @@ __all__ = ['DATASETS', 'CACHE_FORMAT', 'repo_root', 'default_data_dir', 'Dataset
            'stratified_subset', 'DatasetNotFound', 'offline', 'decode_images', 'read_image_folder', 'cifar10',
            'cifar100', 'cifar100_coarse', 'tinyimagenet', 'stl10', 'digits', 'synthetic', 'View', 'paper_view',
            'crop_batch', 'resize_batch', 'epoch_generator', 'paper_transforms', 'RotatedViews', 'IndexedDataset',
-           'PixelCollate', 'EpochShuffle', 'DataBundle', 'training_split', 'make_loaders']
+           'PixelCollate', 'EpochShuffle', 'DataBundle', 'training_split', 'make_loaders', 'image_sample']
 
 # %% ../nbs/02_data.ipynb #94458d34
 import dataclasses, functools, json, os, pickle
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .core import KDBookError, Registry, atomic_write, atomic_write_text, check_positive, package_root
+from .core import KDBookError, Registry, atomic_write, atomic_write_text, check_positive, data_root, package_root
 
 # %% ../nbs/02_data.ipynb #c9c7fe02
 def repo_root() -> Path | None:
@@ -567,3 +567,13 @@ def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, tr
         test=DataLoader(test_ds, batch_size=eval_batch_size, shuffle=False, collate_fn=PixelCollate(test.images) if batched else None, **kw),
         info=info, variant=train.variant, num_train=len(train_ds), classes=train.classes,
         train_views=tr_views if batched else None, test_views=te_views if batched else None)
+
+# %% ../nbs/02_data.ipynb #d41728e0
+def image_sample(name: str = "cifar10-test") -> Split:
+    "A small class-sorted sample of real images shipped with the repository (`data/samples/<name>.npz`), for pictures."
+    path = data_root() / "samples" / f"{name}.npz"
+    if not path.exists():
+        found = sorted(p.stem for p in path.parent.glob("*.npz"))
+        raise KDBookError(f"no image sample {name!r} in {path.parent}; valid choices: {', '.join(found) or 'none'}.")
+    with np.load(path, allow_pickle=False) as d:
+        return Split(torch.from_numpy(d["images"]), torch.from_numpy(d["labels"]), [str(c) for c in d["classes"]], str(d["variant"]))

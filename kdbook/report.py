@@ -16,6 +16,7 @@ import pandas as pd
 from .core import KDBookError, atomic_write, atomic_write_text, package_root
 from .results import RECORD_NAME, read_record
 from .tables import Spec, grid_label, load_spec, published_number, sweep_dir
+from .viz import markdown_table
 
 # %% ../nbs/26_report.ipynb #06be0894
 def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame:
@@ -107,8 +108,7 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
     commits = sorted({str(v)[:10] for v in runs.commit.dropna()}) if len(runs) else []
     if variants: lines += [f"Data: {', '.join(variants)}.", ""]
     if commits: lines += [f"kdbook commit(s): {', '.join(commits)}.", ""]
-    header = ["row"] + [spec.columns[c].get("label", c) if c in spec.columns else c for c in cols]
-    lines += ["| " + " | ".join(header) + " |", "|:---|" + "---:|" * len(cols)]
+    header, rows = ["row"] + [spec.columns[c].get("label", c) if c in spec.columns else c for c in cols], []
     for rid, r in spec.rows.items():
         out = [r.get("label", rid)]
         for c in cols:
@@ -118,14 +118,14 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
             v, s = (x.best, x.best_std) if spec.epoch == "best" else (x.last, x.last_std)
             pub = f" ({_fmt(_none(x.published))})" if _none(x.published) is not None else (" (kdbook extra)" if x.extra else "")
             out.append("spec only" if x.spec_only and not x.n else f"{_fmt(_none(v), _none(s))} [{x.n}]{pub}")
-        lines.append("| " + " | ".join(out) + " |")
-    lines += ["", "## Every cell", "", "| row | column | runs | failed | last | best | published | measured − published |",
-              "|:---|:---|---:|---:|---:|---:|---:|---:|"]
-    for x in cells.itertuples():
-        if not x.n and not x.failed: continue   # not run in this sweep: the table above has its published value
-        lines.append(f"| {x.row} | {x.label} | {x.n} | {x.failed} | {_fmt(_none(x.last), _none(x.last_std))} | "
-                     f"{_fmt(_none(x.best), _none(x.best_std))} | {_fmt(_none(x.published), _none(x.published_std))} | "
-                     f"{'' if _none(x.diff) is None else f'{x.diff:+.2f}'} |")
+        rows.append(out)
+    lines.append(markdown_table(pd.DataFrame(rows, columns=header), right=header[1:]))
+    every = ["row", "column", "runs", "failed", "last", "best", "published", "measured − published"]
+    # a cell not run in this sweep is left out: the table above has its published value
+    rows = [[x.row, x.label, x.n, x.failed, _fmt(_none(x.last), _none(x.last_std)), _fmt(_none(x.best), _none(x.best_std)),
+             _fmt(_none(x.published), _none(x.published_std)), "" if _none(x.diff) is None else f"{x.diff:+.2f}"]
+            for x in cells.itertuples() if x.n or x.failed]
+    lines += ["", "## Every cell", "", markdown_table(pd.DataFrame(rows, columns=every), right=every[2:])]
     mixed = [(key, g.numerics.unique()) for key, g in runs[runs.status == "completed"].groupby(["row", "col"]) if g.numerics.nunique() > 1] \
         if len(runs) else []
     if mixed:   # float reductions differ with threads, kernels and devices: such seeds are not reruns of one computation
@@ -266,14 +266,12 @@ def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
         keys = _grid_keys(spec, column)
         x, hue = keys[0], (keys[1] if len(keys) > 1 else None)
         across = sorted(d[hue].unique()) if hue else [None]
-        out += [f"### {column}, {spec.rows[rid].get('label', rid)}", "",
-                f"| {x} | " + " | ".join(f"{hue} = {grid_label(a)}" if hue else "measured" for a in across) + " |", "|---:|" + "---:|" * len(across)]
-        for xv in sorted(d[x].unique()):
-            cell = lambda a: d[(d[x] == xv) & ((d[hue] == a) if hue else True)]
-            out.append(f"| {grid_label(xv)} | " + " | ".join(
-                (lambda r: f"{_fmt(_none(r.measured), _none(r['std']))} [{r.n}]" if r is not None else "–")(
-                    cell(a).iloc[0] if len(cell(a)) else None) for a in across) + " |")
-        out.append("")
+        header = [x] + [f"{hue} = {grid_label(a)}" if hue else "measured" for a in across]
+        def entry(xv, a):
+            r = d[(d[x] == xv) & ((d[hue] == a) if hue else True)]
+            return f"{_fmt(_none(r.iloc[0].measured), _none(r.iloc[0]['std']))} [{r.iloc[0].n}]" if len(r) else "–"
+        rows = [[grid_label(xv)] + [entry(xv, a) for a in across] for xv in sorted(d[x].unique())]
+        out += [f"### {column}, {spec.rows[rid].get('label', rid)}", "", markdown_table(pd.DataFrame(rows, columns=header), right=header), ""]
     return "\n".join(out)
 
 # %% ../nbs/26_report.ipynb #cf7bae89

@@ -93,7 +93,7 @@ def prepare(notebook: str, params: dict) -> tuple:
     merged = {k: v["default"] for k, v in declared.items()} | params
     if merged.get("output_dir") and not Path(merged["output_dir"]).is_absolute():
         merged["output_dir"] = params["output_dir"] = str(Path(merged["output_dir"]).resolve())
-    cfg = resolve(EXPERIMENTS.get(notebook)(**merged))
+    cfg = resolve(EXPERIMENTS.get(notebook)(**merged)).cfg
     params["name"] = cfg.name
     return cfg, params
 

@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_FORMAT', 'RunConfig', 'scaled_milestones',
-           'default_lr', 'check_output_dir', 'resolve', 'cpu_flags', 'bf16_native', 'check_device', 'run_name',
-           'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state',
-           'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress',
-           'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory',
-           'check_param_groups', 'config_changes', 'fit', 'beta_ramp', 'save_method_state', 'Training',
-           'build_training', 'start_record', 'run_epoch', 'finish_run', 'run', 'main']
+           'default_lr', 'check_output_dir', 'ResolvedRun', 'resolve', 'cpu_flags', 'bf16_native', 'check_device',
+           'run_name', 'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state',
+           'set_rng_state', 'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state',
+           'LineProgress', 'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate',
+           'keep_freed_memory', 'check_param_groups', 'config_changes', 'fit', 'beta_ramp', 'save_method_state',
+           'Training', 'build_module', 'build_optimizer', 'build_training', 'start_record', 'run_epoch', 'finish_run',
+           'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
 import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from .core import Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, plain_name, seed_everything, unknown_choice
 from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
-from .distill import METHODS, Distiller, DistillSetup, Objective
+from .distill import METHODS, DistillSetup, MethodSpec, Objective, Recipe
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import LOCK_ENV, add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
 
@@ -150,14 +151,32 @@ def _check_numbers(c: RunConfig):
     if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in c.lr_milestones):
         raise KDBookError(f"lr_milestones must be epochs (positive integers), got {list(c.lr_milestones)!r}.")
 
-def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
-    "A validated copy of `cfg` with every default filled in; raises `KDBookError` on bad input, before anything is written."
+# %% ../nbs/20_train.ipynb #af5a31f4
+@dataclass(frozen=True)
+class ResolvedRun:
+    "A checked run, what everything downstream reads: its config with every default filled in, its method's registry entry, hyperparameters and recipe."
+    cfg: RunConfig
+    spec: MethodSpec
+    hp: object
+    recipe: Recipe
+
+    @property
+    def uses_teacher(self) -> bool: return self.spec.uses_teacher(self.cfg.alpha, self.cfg.beta)
+
+    @property
+    def init_epochs(self) -> int:
+        "Epochs of the method's initialisation phase (none when beta = 0: no method, no init phase)."
+        return self.recipe.init_epochs if self.spec.distiller is not None and self.cfg.beta else 0
+
+def resolve(cfg: RunConfig, check_data: bool = True) -> ResolvedRun:
+    "The run `cfg` checked, with every default filled in; raises `KDBookError` on bad input, before anything is written."
     _check_types(cfg)
     c = dataclasses.replace(cfg, method_params=dict(cfg.method_params))
     DATASETS.entry(c.dataset); _check_model(c.model, "model")
     spec = METHODS.get(c.method)
     hp = spec.make_params(c.method_params)
-    if spec.distiller is not None: c.model = spec.distiller.adapt_student(c.model, hp)
+    recipe = spec.make_recipe(hp)
+    c.model = recipe.student(c.model)
     check_device(c.device, c.precision, c.processes)
     if c.precision == "auto": c.precision = "bf16" if bf16_native(c.device) else "no"
     if c.sync_bn and not (torch.cuda.is_available() and c.device != "cpu"): raise KDBookError("sync_bn needs CUDA GPUs (SyncBatchNorm has no CPU kernel).")
@@ -171,18 +190,18 @@ def resolve(cfg: RunConfig, check_data: bool = True) -> RunConfig:
     if c.batch_size % c.processes: raise KDBookError(f"batch_size {c.batch_size} must be divisible by processes {c.processes}.")
     c.subset_seed = c.seed if c.subset_seed is None else c.subset_seed
     num_classes = dataset_info(c.dataset).num_classes
-    if spec.uses_teacher(c.alpha, c.beta): _check_teacher(c, spec, num_classes)
+    if spec.uses_teacher(c.alpha, c.beta): _check_teacher(c, recipe, num_classes)
     c.name = check_name("run name", c.name) if c.name else run_name(c)
     out = check_output_dir(c.output_dir)
     if (out / c.name).exists() and not (out / c.name).is_dir(): raise KDBookError(f"run folder {str(out / c.name)!r} is a file.")
     if check_data:   # both splits are read here, so that a missing class or an unreadable image stops the run before its folder exists
         load_split(c.dataset, "test", c.data_dir or None)
         train = training_split(c.dataset, c.data_dir or None, c.train_fraction, c.subset_seed)
-        if spec.distiller is not None and spec.distiller.data_extras.__func__ is not Distiller.data_extras.__func__:
-            # the method's data side (label-aware negatives...) refuses impossible requests here, before a run folder exists
-            spec.distiller.data_extras(hp, train, c.seed)
-    return c
+        # the method's data side (label-aware negatives...) refuses impossible requests here, before a run folder exists
+        if recipe.extras is not None: recipe.extras(train, c.seed)
+    return ResolvedRun(c, spec, hp, recipe)
 
+# %% ../nbs/20_train.ipynb #0db107e2
 def cpu_flags() -> set:
     "The instruction-set flags of this machine's CPU (Linux; elsewhere none are known)."
     try: line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
@@ -206,7 +225,8 @@ def check_device(device: str, precision: str, processes: int = 1):
     if cuda and processes > torch.cuda.device_count():
         raise KDBookError(f"processes {processes} asks for a GPU each, but this machine has {torch.cuda.device_count()}.")
 
-def _check_teacher(c: RunConfig, spec, num_classes: int):
+# %% ../nbs/20_train.ipynb #05dce899
+def _check_teacher(c: RunConfig, recipe: Recipe, num_classes: int):
     "The teacher a run reads: its checkpoint exists, is kdbook's, fits its architecture and the dataset (sets `c.teacher`)."
     if not c.teacher_ckpt:
         raise KDBookError(f"method {c.method!r} (alpha={c.alpha:g}, beta={c.beta:g}) needs a teacher: pass a teacher checkpoint "
@@ -217,7 +237,7 @@ def _check_teacher(c: RunConfig, spec, num_classes: int):
         if c.teacher_ckpt == "pretrained":
             if not c.teacher.startswith(("tv/", "clip:")):
                 raise KDBookError(f"teacher_ckpt 'pretrained' is for tv/ and clip: teachers; {c.teacher!r} needs a kdbook checkpoint.")
-            if c.alpha and not (spec.distiller is not None and spec.distiller.kd_from_method and c.beta):
+            if c.alpha and not (recipe.kd_logits is not None and c.beta):
                 raise KDBookError("KD (alpha > 0) needs teacher logits over the dataset's classes; a pretrained tv/ or clip: teacher "
                                   "has its own. Methods in EGA's frame (ega, nce, ccl, frame) give them through their teacher head (beta > 0).")
         return
@@ -249,22 +269,22 @@ class DistillModule(nn.Module):
     def forward(self, images, batch, teacher: Features | None):
         "The named loss terms and the logits of view 0 (None when this phase does not run the student)."
         obj = self.objective
-        if obj.phase == "init" and not obj.distiller.init_trains_student: return obj(None, teacher, batch), None
+        if obj.phase == "init" and not obj.recipe.init_trains_student: return obj(None, teacher, batch), None
         s = self.student(images)
         return obj(s, teacher, batch), s.logits[::obj.views]
 
-def build_objective(cfg: RunConfig, student: Features, teacher: Features | None, setup: DistillSetup) -> Objective:
-    "The objective of a resolved config, given the networks' feature shapes."
+def build_objective(r: ResolvedRun, student: Features, teacher: Features | None, setup: DistillSetup) -> Objective:
+    "The objective of a resolved run, given the networks' feature shapes."
     from kdbook.methods.kd import KDLoss
-    spec = METHODS.get(cfg.method)
-    hp = spec.make_params(cfg.method_params)
-    distiller = spec.distiller(student, teacher, setup, hp) if spec.distiller and cfg.beta else None
-    views = spec.distiller.joint_views(hp) if spec.distiller else 1   # the data side sends them even when beta = 0
-    return Objective(cfg.method, cfg.gamma, cfg.alpha, cfg.beta, KDLoss(cfg.kd_T) if cfg.alpha else None, distiller, views)
+    cfg, spec = r.cfg, r.spec
+    distiller = spec.distiller(student, teacher, setup, r.hp) if spec.distiller and cfg.beta else None
+    # the recipe's joint views stay when beta = 0: the data side sends them all the same
+    return Objective(cfg.method, cfg.gamma, cfg.alpha, cfg.beta, KDLoss(cfg.kd_T) if cfg.alpha else None, distiller, r.recipe)
 
-def frozen_teacher(cfg: RunConfig, num_classes: int) -> nn.Module | None:
+def frozen_teacher(r: ResolvedRun, num_classes: int) -> nn.Module | None:
     "The teacher in eval mode with gradients off, or None when the objective does not use it."
-    if not METHODS.get(cfg.method).uses_teacher(cfg.alpha, cfg.beta): return None
+    if not r.uses_teacher: return None
+    cfg = r.cfg
     if cfg.teacher_ckpt in ("untrained", "pretrained"): teacher = create_model(cfg.teacher, num_classes, pretrained=cfg.teacher_ckpt == "pretrained")
     else: teacher, _ = load_checkpoint(cfg.teacher_ckpt, cfg.teacher, num_classes)
     teacher.eval().requires_grad_(False)
@@ -311,6 +331,7 @@ def remove_temporaries(run_dir):
         if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
         else: p.unlink(missing_ok=True)
 
+# %% ../nbs/20_train.ipynb #9a342f45
 def save_training_state(accelerator, run_dir, epoch: int, module, optimizer, scheduler, record: dict):
     "Write `checkpoints/epoch_<epoch>` (see above) and remove the older ones."
     final = Path(run_dir) / "checkpoints" / f"epoch_{epoch}"
@@ -451,6 +472,7 @@ def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg
     means = {n: total[i].item() / (steps * accelerator.num_processes) for i, n in enumerate(names)}
     return {"train": means, "train_top1": 100.0 * total[-2].item() / total[-1].item() if total[-1] else None}
 
+# %% ../nbs/20_train.ipynb #95f9d414
 @torch.no_grad()
 def evaluate(accelerator, model: nn.Module, loader, views: dict | None = None, memory_format=torch.contiguous_format) -> dict:
     "Top-1 accuracy (%) and mean cross-entropy on `loader`, over all processes (padding dropped)."
@@ -478,15 +500,14 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 # %% ../nbs/20_train.ipynb #000319c8
-def _fresh_accelerator(cfg: RunConfig):
+def _fresh_accelerator(r: ResolvedRun):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)   # one process may run several fits
-    spec = METHODS.get(cfg.method)
-    d = spec.distiller
+    cfg = r.cfg
     # parameters without a gradient in some step (HKD's small-batch branch, the classifier during an init phase)
-    unused = bool(d and (d.find_unused_parameters or d.init_epochs(spec.make_params(cfg.method_params))))
+    unused = r.recipe.find_unused_parameters or r.recipe.init_epochs > 0
     return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
                        dataloader_config=DataLoaderConfiguration(split_batches=True),
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)])
@@ -519,6 +540,7 @@ def check_param_groups(module: nn.Module, groups: list):
                           f"some untrained. In no group: {missing[:8] or 'none'}; in several: {twice[:8] or 'none'} "
                           "(a method lists its parameters in `param_groups`).")
 
+# %% ../nbs/20_train.ipynb #0393e634
 def config_changes(recorded: dict, cfg: RunConfig) -> dict:
     "{setting: (recorded, now)} where a record's configuration differs from `cfg`; a setting added to kdbook after the record was written counts as its default."
     as_json = lambda d: json.loads(json.dumps(d))   # tuples as lists, as a record on disk has them
@@ -533,24 +555,25 @@ def _existing_record(cfg: RunConfig, run_dir: Path) -> dict | None:
         raise KDBookError(f"run folder {str(run_dir)!r} holds a run with another configuration {diff}; choose another name or output_dir.")
     return old
 
+# %% ../nbs/20_train.ipynb #6e72043a
 def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = False) -> dict:
     "Train the run described by `cfg` (resuming if possible); return its record."
     # data problems surface in make_loaders below, with the same messages, before anything is written
-    cfg = resolve(cfg, check_data=False)
+    r = resolve(cfg, check_data=False); cfg = r.cfg
     run_dir = Path(cfg.output_dir) / cfg.name
     old = _existing_record(cfg, run_dir)
     if old is not None and old["status"] == "completed": return old
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1: return _fit(cfg, run_dir, stop_after_epoch, quiet)   # a rank: its launcher holds the lock
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1: return _fit(r, run_dir, stop_after_epoch, quiet)   # a rank: its launcher holds the lock
     with run_lock(run_dir):
         old = _existing_record(cfg, run_dir)   # again, now that no other process can change it
         if old is not None and old["status"] == "completed": return old
         remove_temporaries(run_dir)            # what a killed process was writing
-        return _fit(cfg, run_dir, stop_after_epoch, quiet)
+        return _fit(r, run_dir, stop_after_epoch, quiet)
 
-def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: bool) -> dict:
+def _fit(r: ResolvedRun, run_dir: Path, stop_after_epoch: int | None, quiet: bool) -> dict:
     "The run as a short story: build what it trains with, start (or resume) its record, run the epochs, finish."
     keep_freed_memory()
-    t = build_training(cfg, _fresh_accelerator(cfg))
+    t = build_training(r, _fresh_accelerator(r))
     say = (lambda *a: print(*a, flush=True)) if t.main and not quiet else (lambda *a: None)
     first_epoch, record = start_record(t, run_dir, say)
     try:
@@ -567,6 +590,7 @@ def _fit(cfg: RunConfig, run_dir: Path, stop_after_epoch: int | None, quiet: boo
             write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
         raise
 
+# %% ../nbs/20_train.ipynb #ab49322c
 def beta_ramp(main_epoch: int, warmup: int) -> float:
     "Factor on beta in the main phase's epoch `main_epoch` (0-based): min((e + 1) / warmup, 1), as mdistiller's DKD ramps its loss."
     return 1.0 if warmup == 0 else min((main_epoch + 1) / warmup, 1.0)
@@ -593,7 +617,7 @@ def _compute_dtype_in(accelerator, student, x) -> str:
 @dataclass
 class Training:
     "Everything a run trains with, built once by `build_training` and read by the epoch loop."
-    cfg: RunConfig
+    run: ResolvedRun
     accelerator: object
     data: object               # kdbook.data.Loaders: the datasets, their views, the dataset's facts
     module: nn.Module          # the prepared DistillModule (student + objective)
@@ -602,60 +626,71 @@ class Training:
     scheduler: object
     train_dl: object
     test_dl: object
-    init_epochs: int           # the method's initialisation phase, before the cfg.epochs of the main phase
     memory_format: torch.memory_format
     probe: torch.Tensor        # two test images through the test-time view (shapes, compute dtype)
 
     @property
+    def cfg(self) -> RunConfig: return self.run.cfg
+    @property
     def main(self) -> bool: return self.accelerator.is_main_process
+    @property
+    def init_epochs(self) -> int: return self.run.init_epochs   # the method's initialisation phase, before the main phase
     @property
     def total(self) -> int: return self.init_epochs + self.cfg.epochs
     @property
     def unwrapped(self) -> nn.Module: return self.accelerator.unwrap_model(self.module)
 
-def build_training(cfg: RunConfig, accelerator) -> Training:
-    "Data, models, objective, optimizer and schedule of a resolved run, prepared by `accelerator`."
-    seed_everything(cfg.seed)
-    spec = METHODS.get(cfg.method)
-    hp, method = spec.make_params(cfg.method_params), spec.distiller
-    info = dataset_info(cfg.dataset)
-    data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
-                        cfg.augment, cfg.image_size, cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip,
-                        extra_views=method.data_views(hp, info, True, cfg.augment, cfg.image_size) if method else None,
-                        extras=(lambda split: method.data_extras(hp, split, cfg.seed)) if method else None,
-                        batched=cfg.batched_transforms, pin_memory=accelerator.device.type == "cuda")
-    num_classes = data.info.num_classes
+# %% ../nbs/20_train.ipynb #32438c9c
+def build_module(r: ResolvedRun, data) -> tuple:
+    "(the DistillModule of student and objective, the frozen teacher or None, the probe images): the networks of a run."
+    cfg, info = r.cfg, data.info
     fmt = _memory_format(cfg)
-    student = create_model(cfg.model, num_classes).to(memory_format=fmt)
-    teacher = frozen_teacher(cfg, num_classes)
+    student = create_model(cfg.model, info.num_classes).to(memory_format=fmt)
+    teacher = frozen_teacher(r, info.num_classes)
     if teacher is not None: teacher.to(memory_format=fmt)
     # feature shapes from two test images through the test-time views: no augmentation, no RNG use
     raw = data.test.dataset.split.images[:2]
     probe = paper_view(info, False, image_size=cfg.image_size).apply(raw)
-    t_view = (method.data_views(hp, info, False, cfg.augment, cfg.image_size) if method else {}).get("teacher_image")
+    t_view = r.recipe.data_views(info, False, cfg.augment, cfg.image_size).get("teacher_image")
     t_probe = t_view.apply(raw) if t_view else probe
     student.eval()
     with torch.no_grad(): s_shapes, t_shapes = student(probe).shapes(), teacher(t_probe).shapes() if teacher else None
-    setup = DistillSetup(num_classes, data.num_train, cfg.batch_size, cfg.model, cfg.teacher)
-    module = DistillModule(student, build_objective(cfg, s_shapes, t_shapes, setup))
+    setup = DistillSetup(info.num_classes, data.num_train, cfg.batch_size, cfg.model, cfg.teacher)
+    module = DistillModule(student, build_objective(r, s_shapes, t_shapes, setup))
     if cfg.sync_bn: module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     # every process updates the method's buffers (memory banks) identically from the global batch:
     # DDP must not broadcast them from rank 0 at every step
-    module._ddp_params_and_buffers_to_ignore = [f"objective.distiller.{n}" for n, _ in module.objective.distiller.named_buffers()] \
-        if module.objective.distiller is not None else []
-    groups = [{"params": list(student.parameters())}]
-    if module.objective.distiller is not None: groups += module.objective.distiller.param_groups()
+    distiller = module.objective.distiller
+    module._ddp_params_and_buffers_to_ignore = [f"objective.distiller.{n}" for n, _ in distiller.named_buffers()] if distiller is not None else []
+    return module, teacher, probe
+
+def build_optimizer(r: ResolvedRun, module: DistillModule) -> tuple:
+    "(SGD over the student's and the method's parameters, each exactly once; the schedule over both phases)."
+    cfg, distiller = r.cfg, module.objective.distiller
+    groups = [{"params": list(module.student.parameters())}] + (distiller.param_groups() if distiller is not None else [])
     check_param_groups(module, groups)
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    init_epochs = method.init_epochs(hp) if method is not None and cfg.beta else 0   # beta 0: no method, no init phase
-    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, init_epochs, method.init_milestones(hp) if init_epochs else (),
+    scheduler = step_schedule(optimizer, cfg.lr_milestones, cfg.lr_decay, r.init_epochs, r.recipe.init_milestones if r.init_epochs else (),
                               cosine_epochs=cfg.epochs if cfg.lr_schedule == "cosine" else 0)
+    return optimizer, scheduler
+
+def build_training(r: ResolvedRun, accelerator) -> Training:
+    "Data, networks, optimizer and schedule of a resolved run, prepared by `accelerator`."
+    cfg = r.cfg
+    seed_everything(cfg.seed)
+    data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
+                        cfg.augment, cfg.image_size, cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip,
+                        extra_views=r.recipe.data_views(dataset_info(cfg.dataset), True, cfg.augment, cfg.image_size),
+                        extras=(lambda split: r.recipe.extras(split, cfg.seed)) if r.recipe.extras else None,
+                        batched=cfg.batched_transforms, pin_memory=accelerator.device.type == "cuda")
+    module, teacher, probe = build_module(r, data)
+    optimizer, scheduler = build_optimizer(r, module)
     module, optimizer, train_dl, test_dl = accelerator.prepare(module, optimizer, data.train, data.test)
     if teacher is not None: teacher.to(accelerator.device)
     if cfg.compile:   # in place, so that state-dict keys stay those of the plain modules
         accelerator.unwrap_model(module).student.compile()
         if teacher is not None: teacher.compile()
-    return Training(cfg, accelerator, data, module, teacher, optimizer, scheduler, train_dl, test_dl, init_epochs, fmt, probe)
+    return Training(r, accelerator, data, module, teacher, optimizer, scheduler, train_dl, test_dl, _memory_format(cfg), probe)
 
 # %% ../nbs/20_train.ipynb #3ab9603d
 def start_record(t: Training, run_dir: Path, say=print) -> tuple:
@@ -703,7 +738,7 @@ def run_epoch(t: Training, epoch: int, record: dict, run_dir: Path, show_bar: bo
     metrics = train_epoch(t.accelerator, t.module, t.teacher, t.train_dl, optimizer, epoch, cfg, bar, t.data.train_views)
     if bar is not None: bar.close()
     t1 = time.time()
-    if _evaluates(epoch, t.init_epochs, t.total, cfg.eval_every, phase == "main" or objective.distiller.init_trains_student):
+    if _evaluates(epoch, t.init_epochs, t.total, cfg.eval_every, phase == "main" or t.run.recipe.init_trains_student):
         metrics.update(evaluate(t.accelerator, t.unwrapped.student, t.test_dl, t.data.test_views, t.memory_format))
     t.scheduler.step()
     ramp = {"beta_ramp": objective.ramp} if cfg.beta_warmup else {}
@@ -735,9 +770,9 @@ def finish_run(t: Training, run_dir: Path, record: dict):
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
-    cfg = resolve(cfg, check_data=False)
+    cfg = resolve(cfg, check_data=False).cfg
     # the data is checked here unless the process that holds this run's folder for us (kdbook distill) checked it already
-    if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg)
+    if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg).cfg
     if cfg.processes == 1: return fit(cfg, **kwargs)
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):   # held here for the ranks, which inherit it

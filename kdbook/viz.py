@@ -25,10 +25,10 @@ def summary(records: list) -> pd.DataFrame:
                           "best_top1": r["best_top1"], "best_epoch": r["best_epoch"], "status": r["status"]} for r in records])
 
 # %% ../nbs/23_viz.ipynb #2d26524c
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    "A GitHub Markdown table of `df` (numbers right-aligned, floats formatted with `floatfmt`)."
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", right: list | None = None) -> str:
+    "A GitHub Markdown table of `df`: floats formatted with `floatfmt`, the `right` columns right-aligned (default: the numeric ones)."
     fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v))
-    num = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    num = [pd.api.types.is_numeric_dtype(df[c]) if right is None else c in right for c in df.columns]
     rows = [[fmt(v) for v in r] for r in df.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "|".join("---:" if n else ":---" for n in num) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

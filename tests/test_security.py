@@ -93,6 +93,6 @@ def test_writes_stay_under_the_folder_the_user_gave(tmp_path):
     # a derived name never climbs out either: a method parameter holding a path becomes part of one folder name
     from kdbook.train import resolve
     c = resolve(RunConfig(dataset="synthetic", method="frame", teacher="resnet8", teacher_ckpt="untrained",
-                          method_params={"teacher_head": "../../x/head.pt"}, output_dir=str(out)), check_data=False)
+                          method_params={"teacher_head": "../../x/head.pt"}, output_dir=str(out)), check_data=False).cfg
     assert "/" not in c.name and (out / c.name).resolve().parent == out.resolve()
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..distill import register_method
-from .ega import EmbeddingFrame
+from .ega import frame_recipe, EmbeddingFrame
 from .kd import kd_loss
 from .nce import NCEParams, class_contrast_loss
 
@@ -26,7 +26,7 @@ class CCLParams(NCEParams):
     "CCL hyperparameters (defaults: yccm/EGA CCL(): nce(temperature=0.1) + JSDLoss(T=1), beta 1)."
     T: float = 1.0
 
-@register_method("ccl", params=CCLParams, gamma=1.0, alpha=0.0, beta=1.0,
+@register_method("ccl", params=CCLParams, gamma=1.0, alpha=0.0, beta=1.0, recipe=frame_recipe,
                  source="yccm/EGA train_student.py: --distill ccl, CCL() = nce(0.1) + JSD(T=1), beta 1",
                  summary="CCL: class-aware contrast plus symmetric KL of predictions, EGA's baseline (Chen et al., CVPR 2021)")
 class CCL(EmbeddingFrame):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..distill import register_method
-from .ega import EmbeddingFrame, FrameParams
+from .ega import frame_recipe, EmbeddingFrame, FrameParams
 
 # %% ../../nbs/15i_nce.ipynb #4c98e266
 def class_contrast_loss(f_s: torch.Tensor, f_t: torch.Tensor, labels: torch.Tensor, tau: float = 0.1,
@@ -31,7 +31,7 @@ class NCEParams(FrameParams):
     "NCE hyperparameters (defaults: yccm/EGA NCELoss(temperature=0.1), beta 1, in EGA's frame)."
     tau: float = 0.1
 
-@register_method("nce", params=NCEParams, gamma=1.0, alpha=0.0, beta=1.0,
+@register_method("nce", params=NCEParams, gamma=1.0, alpha=0.0, beta=1.0, recipe=frame_recipe,
                  source="yccm/EGA train_student.py: --distill nce, NCELoss(temperature=0.1), beta 1",
                  summary="NCE: CCL's class-aware contrast of node embeddings, EGA's baseline (Chen et al., CVPR 2021)")
 class NCE(EmbeddingFrame):

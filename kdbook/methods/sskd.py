@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['VIEWS', 'split_views', 'rotation_similarity', 'rotation_targets', 'kept_rows', 'tempered_kl', 'sskd_tf_loss',
-           'sskd_ss_loss', 'ss_head_loss', 'projection_head', 'SSKDParams', 'SSKD']
+           'sskd_ss_loss', 'ss_head_loss', 'projection_head', 'SSKDParams', 'sskd_recipe', 'SSKD']
 
 # %% ../../nbs/15l_sskd.ipynb #d0b2cc22
 import dataclasses
@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import paper_view
-from ..distill import Distiller, register_method
+from ..distill import Distiller, Recipe, default_recipe, register_method
 
 # %% ../../nbs/15l_sskd.ipynb #86b6f99f
 VIEWS = 4   # 0, 90, 180, 270 degrees
@@ -84,20 +84,19 @@ class SSKDParams:
     init_lr: float = 0.05                # --t-lr
     init_milestones: tuple = (30, 45)    # --t-milestones (x0.1, --gamma)
 
-@register_method("sskd", params=SSKDParams, gamma=0.1, alpha=0.9, beta=1.0,
+def _rotated_views(info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
+    return {"image": dataclasses.replace(paper_view(info, True, augment, image_size), rotations=True)} if train else {}
+
+def sskd_recipe(hp) -> Recipe:
+    "Each training image in four rotations through both networks at once; an init phase that trains the teacher's head only."
+    return default_recipe(hp, views=_rotated_views, joint_views=VIEWS, init_trains_student=False)
+
+@register_method("sskd", params=SSKDParams, gamma=0.1, alpha=0.9, beta=1.0, recipe=sskd_recipe,
                  source="xuguodong03/SSKD student.py: --ce-weight 0.1 --kd-weight 0.9 --kd-T 4 (tf 2.7, ss 10 inside)",
                  summary="SSKD: rotated views, a contrastive self-supervision head, error-ranked transfer (Xu et al., ECCV 2020)")
 class SSKD(Distiller):
     "Self-supervised KD: each image in four rotations through both networks; heads on the pooled vectors."
     relational, needs = True, ("logits", "pooled")   # the similarity term compares views across the batch
-    init_trains_student = False                      # the init phase trains the teacher's head only
-
-    @classmethod
-    def joint_views(cls, hp) -> int: return VIEWS
-
-    @classmethod
-    def data_views(cls, hp, info, train: bool, augment: bool = True, image_size: int | None = None) -> dict:
-        return {"image": dataclasses.replace(paper_view(info, True, augment, image_size), rotations=True)} if train else {}
 
     def __init__(self, student, teacher, setup, hp: SSKDParams):
         super().__init__(student, teacher, setup, hp)
