@@ -21,7 +21,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["kdbook", "kdbook.*"]),
     include_package_data=True,
     install_requires=cfg["requirements"].split(),
-    extras_require={"dev": cfg["dev_requirements"].split(), "clip": ["open_clip_torch"]},
+    extras_require={"dev": cfg["dev_requirements"].split(), "clip": ["open_clip_torch"], "slurm": ["submitit"],
+                    "tensorboard": ["tensorboard"], "timm": ["timm"]},
     # The experiment notebooks travel with non-editable installs too (kdbook.runner looks here).
     data_files=[("share/kdbook/experiments", [str(p) for p in sorted(Path("nbs/experiments").glob("*.ipynb"))])]
                + [(f"share/kdbook/data/{d}", [str(p) for p in sorted(Path("data", d).glob("*")) if p.is_file()])

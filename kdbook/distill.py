@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'Recipe', 'default_recipe', 'MethodSpec', 'register_method', 'world_size',
-           'gather_global', 'select', 'Objective']
+           'gather_global', 'select', 'kd_loss', 'KDLoss', 'Objective']
 
 # %% ../nbs/04_distill.ipynb #1521d556
 import dataclasses, importlib, pkgutil
@@ -169,6 +169,22 @@ def gather_global(x: torch.Tensor) -> torch.Tensor:
 def select(feats: Features | None, needs, fn) -> Features | None:
     "`feats` with `fn` applied to the fields in `needs`; the other fields are dropped (never gathered)."
     return None if feats is None else feats.keep(needs).map(fn)
+
+# %% ../nbs/04_distill.ipynb #cf42ac7a
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 4.0) -> torch.Tensor:
+    "Hinton KD: `T^2` times the batch mean of KL(teacher || student) at temperature `T`, summed over classes."
+    if T <= 0: raise KDBookError(f"KD temperature must be positive, got {T!r}.")
+    log_ps = F.log_softmax(student_logits / T, dim=1)
+    log_pt = F.log_softmax(teacher_logits / T, dim=1)
+    # log-space target: exact 0 * log 0 = 0 terms and no overflow for large logits
+    return F.kl_div(log_ps, log_pt, log_target=True, reduction="batchmean") * T * T
+
+class KDLoss(nn.Module):
+    "`kd_loss` at a fixed temperature, the KD term of `Objective`."
+    def __init__(self, T: float = 4.0):
+        super().__init__()
+        self.T = T
+    def forward(self, student_logits, teacher_logits): return kd_loss(student_logits, teacher_logits, self.T)
 
 # %% ../nbs/04_distill.ipynb #1ebe2a08
 class Objective(nn.Module):

@@ -7,10 +7,11 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'split_model_name', 'count_params', 'PreActBlock', 'wide_resnet', 'gkd_wide_resnet', 'VGGStagePool',
            'vgg_bn', 'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1',
            'ShuffleV2Block', 'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn',
-           'with_embedding', 'HookedFeatures', 'torchvision_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint',
-           'read_checkpoint', 'load_checkpoint']
+           'with_embedding', 'HookedFeatures', 'torchvision_model', 'TimmFeatures', 'timm_model', 'ClipImageEncoder',
+           'clip_model', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/03_models.ipynb #78024a3b
+import difflib
 from pathlib import Path
 
 import torch
@@ -95,10 +96,11 @@ _register_resnet("resnet20_x0.375", 20, (6, 6, 12, 24), "IRG's ResNet20-x0.375")
 
 # %% ../nbs/03_models.ipynb #fb8ca11a
 def create_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
-    "A model by name: the zoo, `tv/<torchvision name>`, `clip:<open_clip name>`, with an optional `+emb<dim>` neck."
+    "A model by name: the zoo, `tv/<torchvision name>`, `timm/<timm name>`, `clip:<open_clip name>`, with an optional `+emb<dim>` neck."
     base, emb = split_model_name(name)
     if base.startswith("clip:"): model = clip_model(base[5:], pretrained)
     elif base.startswith("tv/"): model = torchvision_model(base[3:], num_classes, pretrained=pretrained)
+    elif base.startswith("timm/"): model = timm_model(base[5:], num_classes, pretrained=pretrained)
     else:
         if pretrained: raise KDBookError(f"no pretrained weights ship with zoo model {base!r}: train it with `kdbook train-teacher`.")
         model = MODELS.get(base)(num_classes=num_classes)
@@ -341,6 +343,38 @@ def torchvision_model(arch: str, num_classes: int, image_size: int = 224, pretra
         raise KDBookError(f"unknown torchvision model {arch!r}. Valid choices: {', '.join(torchvision.models.list_models())}.")
     kw = {"weights": "DEFAULT"} if pretrained else {"num_classes": num_classes}
     return HookedFeatures(torchvision.models.get_model(arch, **kw), image_size)
+
+# %% ../nbs/03_models.ipynb #dffbd0f0
+class TimmFeatures(nn.Module):
+    "A timm classifier whose forward returns `Features`, its stages those timm's `feature_info` names."
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, info = model, list(model.feature_info)
+        self.has_stem = len(info) > 1 and info[0]["reduction"] < info[1]["reduction"]
+        self.stage_names = [f["module"] for f in info[1 if self.has_stem else 0:]]
+        self._blocks, modules = {}, dict(model.named_modules())
+        for n in self.stage_names:
+            kids = list(modules[n].children()) if isinstance(modules[n], nn.Sequential) else []
+            for j, k in enumerate(kids if len(kids) > 1 else []):
+                k.register_forward_hook(lambda m, i, o, key=(n, j): self._blocks.__setitem__(key, o))
+
+    def forward(self, x) -> Features:
+        self._blocks.clear()
+        final, inter = self.model.forward_intermediates(x)
+        pooled = self.model.forward_head(final, pre_logits=True)
+        stages = inter[1:] if self.has_stem else inter
+        blocks = [[self._blocks[(n, j)] for j in range(sum(k[0] == n for k in self._blocks))] or [s] for n, s in zip(self.stage_names, stages)]
+        return Features(logits=self.model.get_classifier()(pooled), pooled=pooled.flatten(1), stages=stages, blocks=blocks,
+                        stem=inter[0] if self.has_stem else None)
+
+def timm_model(arch: str, num_classes: int, pretrained: bool = False) -> TimmFeatures:
+    "A timm classifier adapted to `Features` through timm's feature API; `pretrained` loads timm's weights (with their own classes)."
+    try: import timm
+    except ImportError: raise KDBookError(f"timm/{arch} needs timm: pip install timm.") from None
+    if arch not in timm.list_models():
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise KDBookError(f"unknown timm model {arch!r}." + (f" Did you mean {', '.join(map(repr, close))}?" if close else "") + " timm.list_models() lists them.")
+    return TimmFeatures(timm.create_model(arch, pretrained=pretrained, **({} if pretrained else {"num_classes": num_classes})))
 
 # %% ../nbs/03_models.ipynb #3c93474a
 class ClipImageEncoder(nn.Module):

@@ -174,7 +174,7 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
         _check_recipe(f"row {rid} of {name}", r.get("recipe") or {})
     for cid, c in columns.items():
         _check_keys(f"column {cid} of {name}", c, {"label", "method", "method_params", "gamma", "alpha", "beta", "kd_T",
-                                                    "extra", "spec_only", "recipe", "grid"})
+                                                    "extra", "spec_only", "recipe", "grid", "note"})
     overrides = dict(d.get("cells") or {})
     cells = []
     for rid, r in rows.items():

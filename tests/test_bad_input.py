@@ -80,7 +80,7 @@ CASES = {
     "unknown list": (["list", "recipes"], "argument what: invalid choice: 'recipes'"),
     "unknown command": (["distil"], "invalid choice: 'distil'"),
     # teachers
-    "no teacher for KD": (["distill", *SYN], "method 'kd' (alpha=0.9, beta=0) needs a teacher"),
+    "no teacher for KD, and the one to train first unknown": (["distill", *SYN, "--teacher", "resnet2000"], "resnet2000"),
     "missing teacher checkpoint": (["distill", *SYN, "--teacher-ckpt", "{empty}/none.pt"], "does not exist"),
     "corrupt teacher checkpoint": (["distill", *SYN, "--teacher-ckpt", "{corrupt}"], "is corrupt or not a PyTorch file"),
     "foreign PyTorch file as teacher": (["distill", *SYN, "--teacher-ckpt", "{foreign}"], "is not a kdbook model checkpoint"),
@@ -95,7 +95,7 @@ CASES = {
     "zero epochs": (["train-teacher", *SYN, "--epochs", "0"], "epochs must be a positive int, got 0"),
     "negative batch size": (["train-teacher", *SYN, "--batch-size", "-8"], "batch_size must be a positive int, got -8"),
     "batch size as text": (["train-teacher", *SYN, "--batch-size", "many"], "setting 'batch_size' must be int, got 'many'"),
-    "fractional epochs": (["train-teacher", *SYN, "--epochs", "2.5"], "setting 'epochs' must be int, got 2.5"),
+    "fractional epochs": (["train-teacher", *SYN, "--epochs", "2.5"], "setting 'epochs' must be int or None, got 2.5"),
     "negative CE weight": (["distill", *SYN, *T, "--gamma", "-0.1"], "gamma must be a finite number >= 0, got -0.1"),
     "NaN KD weight": (["distill", *SYN, *T, "--alpha", ".nan"], "alpha must be a finite number >= 0, got nan"),
     "infinite method weight": (["distill", *SYN, *T, "--method", "irg", "--beta", ".inf"], "beta must be a finite number >= 0, got inf"),

@@ -44,13 +44,33 @@ def test_train_teacher_then_distill_through_papermill(tmp_path):
             "--epochs", 1, "--extra", QUICK, "--output-dir", out]
     res = kdbook(*args)
     assert res.returncode == 0, res.stderr
-    assert "epoch 1/1" in res.stdout   # the notebook's output streams to the terminal
+    assert "epoch 1/1" in res.stdout   # the notebook's output streams to the terminal, without papermill's cell markers
+    assert "Executing Cell" not in res.stdout and "IProgress" not in res.stdout + res.stderr
     student = read_record(out / "synthetic_resnet8-to-convnet_nobn_kd_e1_s0")
     assert student["status"] == "completed" and student["teacher"]["model"] == "resnet8"
     assert student["teacher"]["sha256"] == __import__("hashlib").sha256((teacher_dir / "model.pt").read_bytes()).hexdigest()
     again = kdbook(*args, "--quiet")
     assert again.returncode == 0 and "already complete" in again.stdout
     assert read_record(out / "synthetic_resnet8-to-convnet_nobn_kd_e1_s0")["timings"] == student["timings"]
+    verbose = kdbook(*args[:-2], "--output-dir", tmp_path / "verbose", "--verbose")
+    assert verbose.returncode == 0 and "Executing Cell" in verbose.stdout
+
+
+def test_distill_without_a_teacher_trains_one_first_and_reuses_it(tmp_path):
+    out = tmp_path / "runs"
+    args = ["distill", "--dataset", "synthetic", "--teacher", "resnet8", "--student", "convnet_nobn", "--epochs", 1,
+            "--extra", QUICK, "--output-dir", out]
+    res = kdbook(*args, "--quiet")
+    assert res.returncode == 0, res.stderr
+    teacher_dir = out / "synthetic_resnet8_baseline_e1_s0"   # the student's data, recipe and seed
+    teacher = read_record(teacher_dir)
+    assert teacher["status"] == "completed" and teacher["kind"] == "teacher" and teacher["config"]["epochs"] == 1
+    student = read_record(out / "synthetic_resnet8-to-convnet_nobn_kd_e1_s0")
+    assert student["status"] == "completed" and Path(student["config"]["teacher_ckpt"]) == teacher_dir / "model.pt"
+    assert student["teacher"]["sha256"] == __import__("hashlib").sha256((teacher_dir / "model.pt").read_bytes()).hexdigest()
+    again = kdbook(*args, "--quiet")   # the teacher is named now: the completed student is returned as it is
+    assert again.returncode == 0 and "already complete" in again.stdout
+    assert read_record(teacher_dir)["timings"] == teacher["timings"]
 
 
 def test_a_failing_run_is_recorded_as_failed(tmp_path):

@@ -84,6 +84,27 @@ def test_failed_run_is_recorded_and_the_others_complete(specs, tmp_path):
     assert (tmp_path / "again" / "cells.csv").read_text() == (rd / "cells.csv").read_text() == cells
 
 
+def test_the_cluster_road_runs_records_and_skips_as_the_local_one(specs, tmp_path):
+    # submitit's local executor: each batch of ready runs a job array, as on Slurm, into the same folders
+    out = tmp_path / "runs"
+    args = ["reproduce", "toy", "--scale", "smoke", "--output-dir", str(out), "--launcher", "submitit-local", "--workers", "3",
+            "--slurm", "{timeout_min: 10}"]
+    r = kdbook(*args)
+    assert r.returncode == 1, r.stdout + r.stderr   # the broken column fails, the others complete
+    sweep = out / "toy" / "smoke" / "r8-r8"
+    assert [read_record(sweep / c / "seed0")["status"] for c in ("Baseline", "KD", "Broken")] == ["completed", "completed", "failed"]
+    assert "nan" in read_record(sweep / "Broken" / "seed0")["error"].lower()
+    assert "epoch 1/1" in (sweep / "KD" / "seed0" / "run.log").read_text()   # the run's own output, where the local road puts it
+    again = kdbook(*args)
+    assert "r8-r8/KD/seed0: completed, skipped" in again.stdout
+    status = kdbook("reproduce", "toy", "--scale", "smoke", "--output-dir", str(out), "--status")
+    assert "2/3 done" in status.stdout and "1 failed" in status.stdout, status.stdout
+    bad = kdbook("reproduce", "toy", "--scale", "smoke", "--output-dir", str(tmp_path / "other"), "--launcher", "submitit-local",
+                 "--slurm", "{gpus: 1}")
+    assert bad.returncode == 2 and "slurm parameter not understood by submitit" in bad.stderr, bad.stderr
+    assert not (tmp_path / "other" / "toy").exists()   # nothing written
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
 def test_stopped_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path, sig):
     out = tmp_path / "runs"
