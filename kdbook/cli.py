@@ -7,7 +7,7 @@ __all__ = ['LISTS', 'METAVARS', 'NOTEBOOK_COMMANDS', 'registries', 'list_lines',
            'build_parser', 'main', 'console']
 
 # %% ../nbs/30_cli.ipynb #92e46203
-import argparse, re, sys
+import argparse, json, re, sys
 from pathlib import Path
 
 
@@ -65,6 +65,8 @@ def notebook_parser(sub, command: str, notebook: str, help: str):
                    help="set a notebook parameter by name, as papermill does")
     p.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
     p.add_argument("--verbose", action="store_true", help="also show papermill's cell markers and the kernel's warnings")
+    p.add_argument("--config-only", action="store_true", help="check the run and write its config.json for `accelerate launch "
+                   "-m kdbook.train` (several machines); run nothing")
     p.set_defaults(notebook=notebook)
     return p
 
@@ -187,6 +189,13 @@ def main(argv=None) -> int:
             from kdbook.runner import demo
             res = demo(args.output_dir, args.epochs, args.seed, args.device, log_output=not args.quiet, verbose=args.verbose)
             print(f"\n{res['table']}\n\ntable: {res['markdown']}\nfigure: {res['figure']}")
+        elif args.config_only:
+            from kdbook.runner import launch_config
+            path = launch_config(args.notebook, notebook_params(args))
+            n = json.loads(path.read_text())["processes"]
+            print(f"config: {path}\nlaunch it on each of M machines (rank R), {n} processes in all:\n"
+                  f"  accelerate launch --multi_gpu --num_machines M --machine_rank R --main_process_ip HOST --main_process_port 29500 "
+                  f"--num_processes {n} -m kdbook.train {path}")
         else:
             from kdbook.runner import run_notebook
             rec = run_notebook(args.notebook, notebook_params(args), log_output=not args.quiet, verbose=args.verbose)

@@ -7,8 +7,9 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'split_model_name', 'count_params', 'PreActBlock', 'wide_resnet', 'gkd_wide_resnet', 'VGGStagePool',
            'vgg_bn', 'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1',
            'ShuffleV2Block', 'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn',
-           'with_embedding', 'HookedFeatures', 'torchvision_model', 'TimmFeatures', 'timm_model', 'ClipImageEncoder',
-           'clip_model', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint']
+           'with_embedding', 'HookedFeatures', 'tv_stage_modules', 'TorchvisionFeatures', 'torchvision_model',
+           'TimmFeatures', 'timm_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint', 'read_checkpoint',
+           'load_checkpoint']
 
 # %% ../nbs/03_models.ipynb #78024a3b
 import difflib
@@ -336,13 +337,38 @@ class HookedFeatures(nn.Module):
         return Features(logits=logits, pooled=out["pooled"].flatten(1), stages=[out[n] for n in self.stage_names],
                         blocks=blocks, stem=out[self.stem_name])
 
-def torchvision_model(arch: str, num_classes: int, image_size: int = 224, pretrained: bool = False) -> HookedFeatures:
-    "A torchvision classifier adapted to `Features`; `pretrained` loads its default weights (with their own classes)."
+def tv_stage_modules(model: nn.Module) -> tuple | None:
+    "(stem, stages) as torchvision's code names them in its ResNet family and RegNets; None for other networks (hooks then)."
+    kids = dict(model.named_children())
+    if all(f"layer{i}" in kids for i in range(1, 5)): return "relu", [f"layer{i}" for i in range(1, 5)]
+    if "trunk_output" in kids and "stem" in kids: return "stem", [f"trunk_output.{n}" for n, _ in kids["trunk_output"].named_children()]
+    return None
+
+class TorchvisionFeatures(nn.Module):
+    "A torchvision classifier whose forward returns `Features` through torchvision's `create_feature_extractor`, at the modules its code names."
+    def __init__(self, model: nn.Module, stem: str, stages: list):
+        super().__init__()
+        from torchvision.models.feature_extraction import create_feature_extractor
+        modules = dict(model.named_modules())
+        self.stem_name, self.stage_names = stem, stages
+        self.block_names = [[f"{s}.{n}" for n, _ in modules[s].named_children()] for s in stages]
+        nodes = {stem: "stem", **{s: s for s in stages}, **{b: b for bl in self.block_names for b in bl}, "flatten": "pooled", "fc": "logits"}
+        self.model = create_feature_extractor(model, return_nodes=nodes)
+
+    def forward(self, x) -> Features:
+        out = self.model(x)
+        return Features(logits=out["logits"], pooled=out["pooled"], stages=[out[s] for s in self.stage_names],
+                        blocks=[[out[b] for b in bl] for bl in self.block_names], stem=out["stem"])
+
+def torchvision_model(arch: str, num_classes: int, image_size: int = 224, pretrained: bool = False) -> nn.Module:
+    "A torchvision classifier adapted to `Features` (its feature API where torchvision names the stages, else hooks); `pretrained` loads its default weights (with their own classes)."
     import torchvision
     if arch not in torchvision.models.list_models():
         raise KDBookError(f"unknown torchvision model {arch!r}. Valid choices: {', '.join(torchvision.models.list_models())}.")
     kw = {"weights": "DEFAULT"} if pretrained else {"num_classes": num_classes}
-    return HookedFeatures(torchvision.models.get_model(arch, **kw), image_size)
+    model = torchvision.models.get_model(arch, **kw)
+    named = tv_stage_modules(model)
+    return TorchvisionFeatures(model, *named) if named else HookedFeatures(model, image_size)
 
 # %% ../nbs/03_models.ipynb #dffbd0f0
 class TimmFeatures(nn.Module):

@@ -165,6 +165,7 @@ def plot_vs_published(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame):
         xs = [order.index(c) for c in pub.col]
         ax.errorbar(xs, pub.published, yerr=pub.published_std.fillna(0).to_numpy(dtype=float), fmt="D", color="C3",
                     capsize=3, label="published")
+        ax.set_xticks(range(len(order)), [spec.columns[c].get("label", c) for c in order])   # the table's column labels
         ax.set_title(spec.rows[rid].get("label", rid), fontsize=10); ax.set_xlabel("")
         ax.set_ylabel("test error (%)" if spec.metric == "error" else "test top-1 (%)"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     fig.tight_layout()

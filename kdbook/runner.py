@@ -6,7 +6,7 @@
 __all__ = ['EXPERIMENTS', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARGS', 'NOISE', 'notebooks_dir', 'notebook_path',
            'notebook_parameters', 'smoke_config', 'repo_path', 'teacher_config', 'distill_config', 'needs_teacher_run',
            'teacher_for', 'teacher_first', 'prepare', 'AtomicNotebookIO', 'RunFailed', 'NotebookNoise', 'run_notebook',
-           'demo']
+           'launch_config', 'demo']
 
 # %% ../nbs/22_runner.ipynb #e11b9d5f
 import ast, dataclasses, json, logging, os, sys, tempfile
@@ -101,8 +101,10 @@ def teacher_first(cfg: "RunConfig", say=print) -> "RunConfig":
     if not needs_teacher_run(cfg): return cfg
     from kdbook.train import resolve, run
     tcfg = resolve(teacher_for(cfg)).cfg
+    where = Path(tcfg.output_dir) / tcfg.name
+    if where.is_relative_to(package_root()): where = where.relative_to(package_root())   # the repository's runs/, said as such
     say(f"no teacher checkpoint given: training the teacher first ({tcfg.model} on {tcfg.dataset}, {tcfg.epochs} epochs, "
-        f"{Path(tcfg.output_dir) / tcfg.name}); a completed run of it is reused")
+        f"{where}); a completed run of it is reused")
     rec = run(tcfg)
     return dataclasses.replace(cfg, teacher_ckpt=str(Path(tcfg.output_dir) / rec["run"] / "model.pt"), teacher=tcfg.model)
 
@@ -212,6 +214,16 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
             if ename in USER_ERRORS: raise KDBookError(e.evalue) from None
             raise RunFailed(run_dir, (rec.get("error") or error).splitlines()[0]) from None
         return read_record(run_dir)
+
+def launch_config(notebook: str, params: dict) -> Path:
+    "Check `params` and write the run's config for a launcher of your own (accelerate launch across machines); nothing runs."
+    cfg, params = prepare(notebook, params)
+    if cfg.teacher_ckpt == "untrained" and not params.get("teacher_ckpt"):
+        raise KDBookError("name the teacher checkpoint (--teacher-ckpt): a launched run does not train one first.")
+    # as given, not resolved: each machine resolves precision and device for itself (accelerate's flags included)
+    given = EXPERIMENTS.get(notebook)(**({k: v["default"] for k, v in notebook_parameters(notebook).items()} | params))
+    path = Path(cfg.output_dir) / cfg.name / "config.json"
+    return atomic_write_text(path, json.dumps(dataclasses.replace(given, name=cfg.name, output_dir=cfg.output_dir).to_dict(), indent=2))
 
 # %% ../nbs/22_runner.ipynb #11f55596
 def demo(output_dir="runs/demo", epochs: int = 15, seed: int = 0, device: str = "auto", log_output: bool = True, verbose: bool = False) -> dict:

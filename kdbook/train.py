@@ -237,7 +237,8 @@ def check_device(device: str, precision: str, processes: int = 1):
     if device == "cuda" and not torch.cuda.is_available(): raise KDBookError("device 'cuda' asked for, but no CUDA GPU is available. Valid choices here: auto, cpu.")
     if precision == "fp16" and not cuda:
         raise KDBookError("precision 'fp16' needs a CUDA GPU (accelerate would silently train in float32 on the CPU). Valid choices here: no, bf16.")
-    if cuda and processes > torch.cuda.device_count():
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1   # ranks placed by a launcher (accelerate launch, torchrun) across machines
+    if cuda and not launched and processes > torch.cuda.device_count():
         raise KDBookError(f"processes {processes} asks for a GPU each, but this machine has {torch.cuda.device_count()}.")
 
 # %% ../nbs/20_train.ipynb #05dce899
@@ -597,6 +598,9 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     "Train the run described by `cfg` (resuming if possible); return its record."
     # data problems surface in make_loaders below, with the same messages, before anything is written
     r = resolve(cfg, check_data=False); cfg = r.cfg
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and world != cfg.processes:   # the global batch is split between `processes`: the launcher must start as many
+        raise KDBookError(f"the run's config says processes {cfg.processes}, its launcher started {world}; launch --num_processes {cfg.processes}.")
     run_dir = Path(cfg.output_dir) / cfg.name
     old = _existing_record(cfg, run_dir)
     if old is not None and old["status"] == "completed": return old
@@ -823,7 +827,7 @@ def finish_run(t: Training, run_dir: Path, record: dict):
 
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
-    "Run `cfg` in this process, or in `cfg.processes` processes through torchrun; return the record."
+    "Run `cfg` in this process, or in `cfg.processes` processes on this machine (torchrun: accelerate launch starts CPU processes only through MPI); return the record."
     cfg = resolve(cfg, check_data=False).cfg
     # the data is checked here unless the process that holds this run's folder for us (kdbook distill) checked it already
     if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg).cfg

@@ -21,3 +21,7 @@ def synthetic_run(tmp_path):
         base.update(kw)
         return RunConfig(**base)
     return make
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives JupyterLab in headless Chromium (skip with -m 'not browser')")

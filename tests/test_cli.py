@@ -88,3 +88,27 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path):
     rec = read_record(run_dir)
     assert rec["status"] == "failed" and "nan_after.value" in rec["error"] and "epoch 1" in rec["error"]
     assert (run_dir / "notebook.ipynb").exists()
+
+
+def test_a_run_configured_for_accelerate_launch_trains_under_it_and_takes_its_precision(tmp_path):
+    out = tmp_path / "runs"
+    res = kdbook("distill", "--dataset", "synthetic", "--teacher-ckpt", "untrained", "--teacher", "resnet8", "--student", "resnet8",
+                 "--epochs", 1, "--extra", QUICK, "--output-dir", out, "--config-only")
+    assert res.returncode == 0, res.stderr
+    run_dir = out / "synthetic_resnet8-to-resnet8_kd_e1_s0"
+    config = run_dir / "config.json"
+    assert "accelerate launch" in res.stdout and str(config) in res.stdout and not (run_dir / "record.json").exists()   # nothing ran
+    assert json.loads(config.read_text())["precision"] == "auto"   # left to each machine (and to accelerate's flags)
+    env = dict(os.environ, KDBOOK_OFFLINE="1")
+    launch = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--mixed_precision", "no",
+                             "-m", "kdbook.train", str(config)], capture_output=True, text=True, env=env, timeout=600)
+    assert launch.returncode == 0, launch.stdout + launch.stderr
+    rec = read_record(run_dir)
+    assert rec["status"] == "completed" and rec["machine"]["mixed_precision"] == "no" and rec["machine"]["precision_from"] == "accelerate"
+    # a launcher that starts another number of processes than the config splits the batch for is refused
+    other = out / "other"
+    kdbook("distill", "--dataset", "synthetic", "--teacher-ckpt", "untrained", "--teacher", "resnet8", "--student", "resnet8",
+           "--epochs", 1, "--extra", QUICK, "--output-dir", other, "--config-only")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kdbook.train",
+                          str(other / "synthetic_resnet8-to-resnet8_kd_e1_s0" / "config.json")], capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode != 0 and "its launcher started 2" in two.stdout + two.stderr
