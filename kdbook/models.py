@@ -8,8 +8,8 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'vgg_bn', 'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1',
            'ShuffleV2Block', 'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn',
            'with_embedding', 'HookedFeatures', 'tv_stage_modules', 'TorchvisionFeatures', 'torchvision_model',
-           'TimmFeatures', 'timm_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint', 'read_checkpoint',
-           'load_checkpoint']
+           'TimmFeatures', 'timm_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint', 'load_tensors',
+           'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/03_models.ipynb #78024a3b
 import difflib
@@ -425,13 +425,18 @@ def save_checkpoint(path, model: nn.Module, name: str, num_classes: int, **meta)
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
     return atomic_write(path, lambda f: torch.save(ckpt, f))
 
+def load_tensors(path, what: str = "teacher checkpoint"):
+    "What the PyTorch file at `path` holds, read as tensors and numbers alone (`weights_only`): never an unpickled object, which could run code."
+    path = Path(path)
+    if not path.is_file(): raise KDBookError(f"{what} {str(path)!r} does not exist.")
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise KDBookError(f"{what} {str(path)!r} is corrupt or not a PyTorch file, or holds objects: kdbook does not unpickle objects, "
+                          f"which can run code ({type(e).__name__}: {(str(e).splitlines() or [''])[0]}).") from None
+
 def read_checkpoint(path) -> dict:
     "The checkpoint dict at `path`, or a `KDBookError` saying why it is not a kdbook checkpoint."
-    path = Path(path)
-    if not path.is_file(): raise KDBookError(f"teacher checkpoint {str(path)!r} does not exist.")
-    try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise KDBookError(f"teacher checkpoint {str(path)!r} is corrupt or not a PyTorch file ({type(e).__name__}: {e}).") from None
+    ckpt = load_tensors(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise KDBookError(f"{str(path)!r} is not a kdbook model checkpoint (expected format {CHECKPOINT_FORMAT!r}); "
                           "train a teacher with `kdbook train-teacher`.")

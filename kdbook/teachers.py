@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .core import KDBookError, unknown_choice
-from .models import create_model, save_checkpoint
+from .models import create_model, load_tensors, save_checkpoint
 
 # %% ../nbs/03b_teachers.ipynb #0cd19bbf
 SOURCES = ("repdistiller", "mdistiller")
@@ -23,11 +23,7 @@ IMPORTABLE = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet
 def foreign_state(path) -> tuple:
     "(state dict, the checkpoint's other numbers) of a RepDistiller/mdistiller checkpoint, read without unpickling objects."
     path = Path(path)
-    if not path.is_file(): raise KDBookError(f"checkpoint {str(path)!r} does not exist.")
-    try: ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise KDBookError(f"{str(path)!r} cannot be read as tensors and numbers alone (weights_only); kdbook does not unpickle "
-                          f"objects, which can run code ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+    ckpt = load_tensors(path, "checkpoint")
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
         raise KDBookError(f"{str(path)!r} holds no state dict (neither a 'model' entry of tensors nor tensors at its top level).")
