@@ -123,7 +123,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--only", action="append", default=[], metavar="ROW/COL", help="run only cells matching this pattern, e.g. '*/KD' (repeatable)")
     r.add_argument("--shard", default=None, metavar="I/N", help="run the I-th of N disjoint parts of the sweep (merge by copying folders)")
     r.add_argument("--workers", type=int, default=1, help="runs at a time (on a CPU each gets its share of the cores)")
-    r.add_argument("--processes", type=int, default=1, help="processes per run (GPUs; launched through torchrun/accelerate)")
+    r.add_argument("--processes", type=int, default=1, help="processes per run (one per GPU, or gloo CPU processes; started by accelerate launch)")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--precision", default="auto", help="auto (bf16 where the device computes it natively), no (fp32), bf16 or fp16")
     r.add_argument("--data-dir", default="", help="dataset folder (empty: $KDBOOK_DATA, else data/ of the checkout)")
@@ -151,6 +151,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
     rp.add_argument("--with-records", action="store_true", help="also copy the runs' records into <report-dir>/records, naming no machine "
                     "(a report to commit; `--output-dir <report-dir>/records` makes it again)")
+    rp.add_argument("--with-models", action="store_true", help="with --with-records: also each cell's first seed's model.pt (what --analyses reads)")
+    rp.add_argument("--analyses", action="store_true", help="also draw the papers' analysis figures from the runs' weights into analyses.md "
+                    "(nbs/experiments/analyses.ipynb; needs the dataset's images)")
+    rp.add_argument("--data-dir", default="", metavar="PATH", help="dataset folder of --analyses (empty: the runs' own, else $KDBOOK_DATA, else data/)")
     return parser
 
 def main(argv=None) -> int:
@@ -170,14 +174,19 @@ def main(argv=None) -> int:
                            launcher=args.launcher, slurm=_mapping("--slurm", args.slurm))
             return 1 if st["counts"]["failed"] and not args.status else 0
         elif args.command == "report":
-            from kdbook.report import run_report_notebook
+            from kdbook.report import run_analyses_notebook, run_report_notebook
             _need_experiment(args)
+            if args.with_models and not args.with_records: raise KDBookError("--with-models copies the weights beside the records: add --with-records.")
+            if args.analyses:   # first, so that the report links the page it wrote
+                an = run_analyses_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, args.data_dir or None,
+                                           spec_file=args.spec_file)
+                print(f"analyses: {an.parent / 'analyses.md'} (figures, analyses.ipynb)")
             nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file)
             if args.with_records:
                 from kdbook.report import copy_records
                 from kdbook.tables import load_spec
-                n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records")
-                print(f"{n} records copied to {nb.parent / 'records'}")
+                n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records", args.with_models)
+                print(f"{n} records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
             print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, runs.csv, figures, report.ipynb)")
         elif args.command == "import-teacher":
             from kdbook.teachers import guess_model, import_teacher

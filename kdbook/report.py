@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['collect', 'teacher_accuracy', 'aggregate', 'markdown_report', 'plot_vs_published', 'main_epochs',
            'plot_method_curves', 'plot_loss_terms', 'grid_frame', 'plot_grid', 'grid_markdown', 'write_report',
-           'notebook_inputs', 'copy_records', 'run_report_notebook']
+           'notebook_inputs', 'copy_records', 'execute_into', 'run_report_notebook', 'run_analyses_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
 import json, math, os, statistics
@@ -304,6 +304,8 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
     cells = aggregate(spec, runs, scale, output_dir)
     md, grid = markdown_report(spec, cells, runs, scale), grid_frame(spec, cells)
     if len(grid): md += "\n## Sensitivity\n\n![sensitivity](sensitivity.png)\n\n" + grid_markdown(spec, cells)
+    if (out / "analyses.md").exists():   # drawn by `kdbook report --analyses` (nbs/experiments/analyses.ipynb)
+        md += "\n## Analyses\n\nThe papers' analysis figures, drawn from these runs' weights: [analyses.md](analyses.md).\n"
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
     atomic_write_text(out / "runs.csv", runs.drop(columns=["path"]).to_csv(index=False))
@@ -319,34 +321,54 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
             plt.close(fig)
     return {"dir": out, "markdown": md, "cells": cells, "runs": runs, "figures": figures}
 
-def notebook_inputs(experiment: str, scale: str, output_dir) -> tuple:
-    "The report notebook's inputs; under nbdev_test, a two-cell smoke sweep made for it in a temporary folder."
+def notebook_inputs(experiment: str, scale: str, output_dir, columns=("KD",)) -> tuple:
+    "A report notebook's inputs; under nbdev_test, a smoke sweep of `columns` of IRG Table 4's first row, made in a temporary folder."
     from kdbook.core import in_test
     if not in_test(): return experiment, scale, output_dir
     import tempfile
     from kdbook.reproduce import reproduce
     d = tempfile.mkdtemp(prefix="kdbook-report-")
-    reproduce("irg_table4", "smoke", 1, d, only=["r20-r14x0.5/KD"], say=lambda *a: None)
+    reproduce("irg_table4", "smoke", 1, d, only=[f"r20-r14x0.5/{c}" for c in columns], say=lambda *a: None)
     return "irg_table4", "smoke", d
 
-def copy_records(spec: Spec, scale: str, output_dir, dest) -> int:
-    "Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit."
+def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False) -> int:
+    """Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit.
+    `models`: also each cell's first finished seed's `model.pt` (the weights the analyses read; a CIFAR student is ~200 KB)."""
+    import shutil
     from kdbook.results import portable
     root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
+    first = {}   # cell folder -> its lowest completed seed's folder
     for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
         rec = read_record(path)
         anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": package_root(),
                    "$DATA_DIR": rec["config"].get("data_dir") or ""}
-        atomic_write_text(dest / spec.name / scale / path.parent.relative_to(root) / RECORD_NAME,
-                          json.dumps(portable(rec, anchors), indent=2) + "\n")
+        target = dest / spec.name / scale / path.parent.relative_to(root)
+        atomic_write_text(target / RECORD_NAME, json.dumps(portable(rec, anchors), indent=2) + "\n")
         n += 1
+        if rec["status"] == "completed" and path.parent.name.startswith("seed") and (path.parent / "model.pt").exists():
+            seed = int(path.parent.name[4:])
+            if seed < first.get(path.parent.parent, (math.inf,))[0]: first[path.parent.parent] = (seed, path.parent, target)
+    for _, src, target in first.values() if models else ():
+        atomic_write(target / "model.pt", lambda f, s=src: shutil.copyfileobj(open(s / "model.pt", "rb"), f))
     return n
+
+def execute_into(out: Path, notebook: str, parameters: dict, log_output=False) -> Path:
+    "Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine."
+    import papermill as pm
+    from kdbook.runner import KERNEL_ARGS, notebooks_dir
+    tmp = out / f".{notebook}.tmp"
+    try:
+        pm.execute_notebook(str(notebooks_dir() / notebook), str(tmp), kernel_name="python3", cwd=str(out), parameters=parameters,
+                            log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
+        nb = json.loads(tmp.read_text())
+        nb["metadata"]["papermill"].update(input_path=f"nbs/experiments/{notebook}", output_path=notebook)
+        atomic_write_text(out / notebook, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    finally: tmp.unlink(missing_ok=True)
+    return out / notebook
 
 def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False,
                         spec_file=None) -> Path:
     "Execute nbs/experiments/report.ipynb with papermill into the report folder (it writes and renders the report)."
-    import papermill as pm
-    from kdbook.runner import KERNEL_ARGS, notebooks_dir
     spec = load_spec(experiment, spec_file or None)
     spec.check_scale(scale)
     if not len(collect(spec, scale, output_dir)):   # refuse before writing anything
@@ -354,16 +376,28 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
                           f"run `kdbook reproduce {spec.name} --scale {scale}` first.")
     out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".report.tmp.ipynb"
+    # paths relative to the report folder (the kernel's working folder): the executed notebook names no machine
+    rel = lambda path: os.path.relpath(Path(path).resolve(), out)
+    return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir), "report_dir": ".",
+                                              "spec_file": rel(spec_file) if spec_file else ""}, log_output)
+
+def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
+                          log_output=False, spec_file=None) -> Path:
+    "Execute nbs/experiments/analyses.ipynb into the report folder: the papers' analysis figures from the runs' weights (kdbook.analysis)."
+    from kdbook.analysis import chosen_runs
+    spec = load_spec(experiment, spec_file or None)
+    scale = spec.check_scale(scale)
+    chosen_runs(spec, scale, output_dir)   # refuse before writing anything: no finished run kept its weights
+    out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rel = lambda path: os.path.relpath(Path(path).resolve(), out)
+    # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
+    # commit) then names no folder of this machine
+    before = os.environ.get("KDBOOK_DATA")
+    if data_dir: os.environ["KDBOOK_DATA"] = str(Path(data_dir).expanduser().resolve())
     try:
-        # paths relative to the report folder (the kernel's working folder): the executed notebook names no machine
-        rel = lambda path: os.path.relpath(Path(path).resolve(), out)
-        pm.execute_notebook(str(notebooks_dir() / "report.ipynb"), str(tmp), kernel_name="python3", cwd=str(out),
-                            parameters={"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir), "report_dir": ".",
-                                        "spec_file": rel(spec_file) if spec_file else ""},
-                            log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
-        nb = json.loads(tmp.read_text())
-        nb["metadata"]["papermill"].update(input_path="nbs/experiments/report.ipynb", output_path="report.ipynb")
-        atomic_write_text(out / "report.ipynb", json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    finally: tmp.unlink(missing_ok=True)
-    return out / "report.ipynb"
+        return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir),
+                                                    "report_dir": ".", "spec_file": rel(spec_file) if spec_file else ""}, log_output)
+    finally:
+        if data_dir and before is None: os.environ.pop("KDBOOK_DATA")
+        elif data_dir: os.environ["KDBOOK_DATA"] = before

@@ -10,7 +10,7 @@ __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_F
            'save_training_state', 'load_training_state', 'LineProgress', 'progress_bar', 'TrainingDiverged',
            'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory', 'check_param_groups', 'config_changes', 'fit',
            'beta_ramp', 'save_method_state', 'Training', 'build_module', 'build_optimizer', 'build_training',
-           'start_record', 'run_epoch', 'save_student', 'finish_run', 'run', 'main']
+           'start_record', 'run_epoch', 'save_student', 'finish_run', 'launch_command', 'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
 import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time
@@ -68,7 +68,7 @@ class RunConfig:
     eval_every: int = 1               # evaluate every k-th epoch of the main phase (the last one always)
     compile: bool = False             # torch.compile the student and the teacher
     device: str = "auto"              # auto | cpu | cuda
-    processes: int = 1                # >1: launched with torchrun, one process per GPU (or CPU gloo)
+    processes: int = 1                # >1: started by accelerate launch, one process per GPU (or CPU gloo)
     sync_bn: bool = False             # SyncBatchNorm across processes (GPU only)
     seed: int = 0
     max_steps_per_epoch: int | None = None   # cut epochs short (smoke runs, benchmarks)
@@ -237,7 +237,7 @@ def check_device(device: str, precision: str, processes: int = 1):
     if device == "cuda" and not torch.cuda.is_available(): raise KDBookError("device 'cuda' asked for, but no CUDA GPU is available. Valid choices here: auto, cpu.")
     if precision == "fp16" and not cuda:
         raise KDBookError("precision 'fp16' needs a CUDA GPU (accelerate would silently train in float32 on the CPU). Valid choices here: no, bf16.")
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1   # ranks placed by a launcher (accelerate launch, torchrun) across machines
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1   # ranks placed by a launcher (accelerate launch, torchrun), e.g. across machines
     if cuda and not launched and processes > torch.cuda.device_count():
         raise KDBookError(f"processes {processes} asks for a GPU each, but this machine has {torch.cuda.device_count()}.")
 
@@ -825,9 +825,18 @@ def finish_run(t: Training, run_dir: Path, record: dict):
         write_record(run_dir, finish(record, "completed"))
     t.accelerator.wait_for_everyone()
 
+# %% ../nbs/20_train.ipynb #6ec5c5a1
+def launch_command(cfg: RunConfig, cfg_path) -> list:
+    "The `accelerate launch` command that runs `cfg` (saved at `cfg_path`) in `cfg.processes` processes on this machine."
+    # --multi_gpu is accelerate's torchrun launcher: one process per GPU, or gloo processes when the config says CPU
+    # (its --cpu flag would start one process). Port 0: a free one, so that several runs can share a machine.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+            "--num_processes", str(cfg.processes), "--main_process_port", "0", "--mixed_precision", cfg.precision,
+            "--dynamo_backend", "no", "-m", "kdbook.train", str(cfg_path)]
+
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
-    "Run `cfg` in this process, or in `cfg.processes` processes on this machine (torchrun: accelerate launch starts CPU processes only through MPI); return the record."
+    "Run `cfg` in this process, or in `cfg.processes` processes on this machine started by `accelerate launch`; return the record."
     cfg = resolve(cfg, check_data=False).cfg
     # the data is checked here unless the process that holds this run's folder for us (kdbook distill) checked it already
     if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg).cfg
@@ -838,8 +847,7 @@ def run(cfg: RunConfig, **kwargs) -> dict:
         if old is not None and old["status"] == "completed": return old
         remove_temporaries(run_dir)
         cfg_path = atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.processes}",
-               "-m", "kdbook.train", str(cfg_path)]
+        cmd = launch_command(cfg, cfg_path)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in proc.stdout: print(line, end="", flush=True)

@@ -3,6 +3,7 @@
 `toy_relational` couples the samples of a batch (pairwise cosine similarities of same-class pairs),
 so it is wrong unless it sees the global batch; `nan_after` turns NaN after a number of steps.
 """
+import os
 from dataclasses import dataclass
 
 import torch
@@ -54,3 +55,13 @@ class ForgetsParams(Distiller):
     def param_groups(self): return []
 
     def forward(self, s, t, batch): return {"head": self.head(s.pooled).pow(2).mean()}
+
+
+@register_method("rank_dies", gamma=1.0, alpha=0.0, beta=1.0, needs_teacher=False, source="tests")
+class RankDies(Distiller):
+    "Rank 1 of a multi-process run exits in its first step without a word, as a killed process does (test only)."
+    needs = ("logits",)
+
+    def forward(self, s, t, batch):
+        if int(os.environ.get("RANK", "0")) == 1: os._exit(3)
+        return {"zero": s.logits.sum() * 0}

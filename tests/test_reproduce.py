@@ -250,3 +250,38 @@ def test_a_grid_table_at_a_scale_of_its_own_runs_and_is_drawn_as_a_sensitivity_f
     assert r.returncode == 0, r.stderr
     drawn = sorted(p.name for p in (out / "gridonly" / "tiny" / "report").glob("*.png"))
     assert drawn == ["sensitivity.png"], drawn
+
+
+def test_report_analyses_draw_from_the_weights_and_redraw_from_the_committed_copy(specs, tmp_path):
+    out, rep = tmp_path / "runs", tmp_path / "report"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--only", "*/KD", "--seeds", "2", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # no weights copied without the records they belong to; nothing written
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep), "--with-models")
+    assert r.returncode == 2 and "add --with-records" in r.stderr and not rep.exists()
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep), "--with-records", "--with-models", "--analyses")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {"analyses.md", "analyses.ipynb", "fig6_teacher_depths.png", "fig7_students.png", "fig8_test_curves.png"} <= {p.name for p in rep.iterdir()}
+    assert "[analyses.md](analyses.md)" in (rep / "report.md").read_text()
+    md = (rep / "analyses.md").read_text()
+    assert "| Baseline |" in md and "| KD |" in md and "Teacher: untrained resnet8" in md
+    for name in ("analyses.ipynb", "analyses.md", "report.ipynb"):   # files to commit name no folder of this machine
+        assert str(tmp_path) not in (rep / name).read_text(), name
+    # the first seed's weights of each cell beside its record, not the others (a report to commit stays small)
+    models = sorted(str(p.relative_to(rep / "records")) for p in (rep / "records").rglob("model.pt"))
+    assert models == ["toy/smoke/r8-r8/Baseline/seed0/model.pt", "toy/smoke/r8-r8/KD/seed0/model.pt"]
+    # redrawn from the committed copy alone: the same separability numbers (same weights, same images, same seed)
+    again = tmp_path / "again"
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(rep / "records"), "--report-dir", str(again), "--analyses")
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = lambda text: [l for l in text.splitlines() if l.startswith("| ") and "5-NN" not in l]
+    assert table((again / "analyses.md").read_text()) == table(md)
+
+
+def test_analyses_refuse_a_sweep_without_weights_before_writing(specs, tmp_path):
+    out, rep = tmp_path / "runs", tmp_path / "report"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    (out / "toy/smoke/r8-r8/Baseline/seed0/model.pt").unlink()
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep), "--analyses")
+    assert r.returncode == 2 and "kept its weights (model.pt)" in r.stderr and not rep.exists()

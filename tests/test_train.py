@@ -97,3 +97,22 @@ def test_a_method_that_hides_a_trainable_parameter_from_the_optimizer_is_refused
     with pytest.raises(KDBookError, match=r"In no group: \['objective.distiller.head.weight', 'objective.distiller.head.bias'\]"):
         fit(synthetic_run(name="hidden", method="forgets_params"), quiet=True)
     assert not (tmp_path / "hidden" / "record.json").exists()   # refused before the run is recorded
+
+
+def test_a_rank_that_dies_fails_the_run_and_is_recorded(synthetic_run, tmp_path):
+    # rank 1 exits in its first step without a word: accelerate launch reports it, rank 0's all-reduce fails and
+    # records why (or, were it killed first, the launching process would); never a run left "running"
+    cfg = synthetic_run(name="dies", method="rank_dies", processes=2, device="cpu", model="convnet_nobn", epochs=1)
+    with pytest.raises(RuntimeError, match=r"2-process run 'dies' failed \(exit [1-9]"):
+        run(cfg)
+    rec = read_record(tmp_path / "dies")
+    assert rec["status"] == "failed" and rec["error"]
+    assert not (tmp_path / "dies" / "model.pt").exists()
+
+
+def test_several_processes_start_through_accelerate_launch_with_the_runs_settings(synthetic_run, tmp_path):
+    from kdbook.train import launch_command
+    cmd = launch_command(synthetic_run(processes=4, precision="bf16"), tmp_path / "config.json")
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[-3:] == ["-m", "kdbook.train", str(tmp_path / "config.json")]
+    flags = dict(zip(cmd[3:-3:], cmd[4:-3]))
+    assert flags["--num_processes"] == "4" and flags["--mixed_precision"] == "bf16" and flags["--main_process_port"] == "0"
