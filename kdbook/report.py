@@ -15,7 +15,7 @@ import pandas as pd
 
 from .core import KDBookError, atomic_write, atomic_write_text, package_root
 from .results import RECORD_NAME, read_record
-from .tables import Spec, grid_label, load_spec, published_number, sweep_dir
+from .tables import Spec, grid_label, load_spec, probe_dataset, published_number, sweep_dir
 from .viz import markdown_table
 
 # %% ../nbs/26_report.ipynb #06be0894
@@ -25,8 +25,14 @@ def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame
     for c in spec.cells:
         for path in sorted((root / c.row / c.col).glob(f"seed*/{RECORD_NAME}")):
             rec = read_record(path)
-            rows.append({"row": c.row, "col": c.col, "seed": rec["config"].get("seed"), "status": rec["status"],
-                         "epochs": len(rec["epochs"]), "last_top1": rec["last_top1"], "best_top1": rec["best_top1"],
+            status, last, best = rec["status"], rec["last_top1"], rec["best_top1"]
+            if c.probe and status == "completed":   # the cell's number is the probe's (HKD Table 4)
+                from kdbook.analysis import read_probe
+                probe = read_probe(path.parent, probe_dataset(spec, c, scale)) or {"status": "probe pending", "top1": None}
+                status, last = probe["status"], probe.get("top1")
+                best, rec = last, {**rec, "error": probe.get("error")}
+            rows.append({"row": c.row, "col": c.col, "seed": rec["config"].get("seed"), "status": status,
+                         "epochs": len(rec["epochs"]), "last_top1": last, "best_top1": best,
                          "best_epoch": rec["best_epoch"], "seconds": rec["timings"]["seconds"],
                          "variant": (rec.get("dataset") or {}).get("variant"), "scale": rec["config"].get("scale"),
                          "commit": ((rec.get("environment") or {}).get("git") or {}).get("commit"),
@@ -42,9 +48,13 @@ def _numerics(rec: dict) -> str:
     return (f"{m.get('device', '?')} x{m.get('processes', '?')}, {m.get('compute_dtype', '?')}, {n['intra_op_threads']} thread(s), "
             f"{n['cpu_capability']}" + (", deterministic" if n["deterministic_algorithms"] else ""))
 
-def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduce") -> tuple:
-    "(last, best) test top-1 of a teacher: its run record, or the metadata of its committed checkpoint."
+def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduce", probe: str = "") -> tuple:
+    "(last, best) test top-1 of a teacher: its run record, or the metadata of its committed checkpoint (`probe`: its linear probe on that dataset)."
     rec_dir = sweep_dir(output_dir, spec.name, scale) / "teachers" / tid
+    if probe:
+        from kdbook.analysis import read_probe
+        top1 = (read_probe(rec_dir, probe) or {}).get("top1")
+        return top1, top1
     if (rec_dir / RECORD_NAME).exists():
         r = read_record(rec_dir)
         return r["last_top1"], r["best_top1"]
@@ -79,7 +89,8 @@ def aggregate(spec: Spec, runs: pd.DataFrame, scale: str, output_dir="runs/repro
                     "diff": None if measured is None or pub is None else measured - pub})
     for rid, r in spec.rows.items():   # the teacher column of the paper's table
         pub, pub_std = published_number(spec.published.get((rid, "Teacher")))
-        last, best = teacher_accuracy(spec, r["teacher"], scale, output_dir)
+        probe = next((probe_dataset(spec, c, scale) for c in spec.cells if c.row == rid), "")
+        last, best = teacher_accuracy(spec, r["teacher"], scale, output_dir, probe)
         last, best = (None if v is None else to_metric(v) for v in (last, best))
         measured = best if spec.epoch == "best" else last
         out.append({"row": rid, "col": "Teacher", "label": "Teacher", "method": "teacher", "extra": False,

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['RUNNING_ELSEWHERE', 'LAUNCHERS', 'Job', 'parse_shard', 'select_cells', 'needs_teacher', 'plan', 'job_state',
            'sweep_status', 'status_line', 'status_table', 'run_job', 'record_failure', 'ProcessLauncher',
-           'run_job_logged', 'SubmittedRun', 'SubmititLauncher', 'execute', 'reproduce']
+           'run_job_logged', 'SubmittedRun', 'SubmititLauncher', 'execute', 'reproduce', 'probe_teachers']
 
 # %% ../nbs/25_reproduce.ipynb #9826dc63
 import dataclasses, fnmatch, json, os, shutil, statistics, subprocess, sys, time
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .core import KDBookError, atomic_write_text, check_positive, unknown_choice
 from .results import RECORD_NAME, RunLocked, finish, lock_held, new_record, read_record, run_lock, write_record
-from .tables import Cell, Spec, load_spec, scaled_params, sweep_dir, teacher_params
+from .tables import Cell, Spec, load_spec, probe_dataset, scaled_params, sweep_dir, teacher_params
 
 # %% ../nbs/25_reproduce.ipynb #6e4da878
 @dataclasses.dataclass
@@ -26,6 +26,7 @@ class Job:
     teacher: str | None = None     # key of the teacher job it waits for
     cell: Cell | None = None
     seed: int = 0
+    probe: str = ""                # a dataset to probe the finished run's features on (a `probe` row)
 
 def parse_shard(text) -> tuple:
     "'i/n' (1 <= i <= n) -> (i, n)."
@@ -59,7 +60,7 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     for c in runnable:
         for seed in range(seeds):
             p = {**scaled_params(spec, c, scale), **settings, "seed": seed, "output_dir": str(root / c.row / c.col), "name": f"seed{seed}"}
-            students.append(Job(f"{c.key}/seed{seed}", "distill", p, root / c.row / c.col / f"seed{seed}", cell=c, seed=seed))
+            students.append(Job(f"{c.key}/seed{seed}", "distill", p, root / c.row / c.col / f"seed{seed}", cell=c, seed=seed, probe=probe_dataset(spec, c, scale)))
     if shard:
         i, n = parse_shard(shard)
         students = students[i - 1::n]
@@ -86,6 +87,10 @@ def job_state(job: Job) -> str:
     if lock_held(job.run_dir): return "running"
     if (job.run_dir / RECORD_NAME).exists():
         status = read_record(job.run_dir)["status"]
+        if status == "completed" and job.probe:   # trained; the job is done when its probe is
+            from kdbook.analysis import read_probe
+            probe = read_probe(job.run_dir, job.probe)
+            return "interrupted" if probe is None else probe["status"]
         return status if status in ("completed", "failed") else "interrupted"
     return "pending"
 
@@ -130,7 +135,11 @@ def run_job(job_file) -> int:
     from kdbook.runner import RunFailed, run_notebook
     d = json.loads(Path(job_file).read_text())
     try:
-        rec = run_notebook(d["notebook"], d["params"], log_output=True)
+        rec = run_notebook(d["notebook"], d["params"], log_output=True)   # a completed run returns at once
+        if rec["status"] == "completed" and d.get("probe"):
+            from kdbook.analysis import probe_run
+            res = probe_run(Path(job_file).parent, d["probe"], d["params"].get("data_dir") or None, seed=d["params"].get("seed", 0))
+            print(f"linear probe on {d['probe']}: top-1 {res['top1']:.2f}%", flush=True)
         return 0 if rec["status"] == "completed" else 1
     except RunLocked as e:
         print(f"kdbook: {e}", flush=True); return RUNNING_ELSEWHERE
@@ -156,7 +165,7 @@ def _log_tail(path: Path, n: int = 15) -> str:
 
 def _write_job(job: Job) -> Path:
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(job.run_dir / "job.json", json.dumps({"notebook": job.notebook, "params": job.params}, indent=1))
+    return atomic_write_text(job.run_dir / "job.json", json.dumps({"notebook": job.notebook, "params": job.params, "probe": job.probe}, indent=1))
 
 def _launch(job: Job, threads: int | None) -> subprocess.Popen:
     _write_job(job)
@@ -302,14 +311,26 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
     if status_only:
         say(status_table(jobs)); st = sweep_status(jobs, workers); say(status_line(st)); return st
     data_dir = (run_settings or {}).get("data_dir") or None
-    for ds in sorted({j.params["dataset"] for j in jobs}): load_split(ds, "test", data_dir)
+    for ds in sorted({j.params["dataset"] for j in jobs} | {j.probe for j in p["students"] if j.probe}): load_split(ds, "test", data_dir)
     say(f"{experiment} at scale {scale}: {len(p['students'])} runs ({seeds} seed(s)), {len(p['teachers'])} teacher(s) to train, "
         f"{workers} worker(s); folder {p['root']}")
     runner = None if launcher == "processes" else \
         SubmititLauncher(p["root"] / "submitit", "slurm" if launcher == "slurm" else "local", slurm)
     st = execute(jobs, workers, say, launcher=runner)
+    probe_teachers(spec, scale, p["students"], output_dir, data_dir, say)
     say(status_line(st))
     return st
+
+def probe_teachers(spec: Spec, scale: str, students: list, output_dir, data_dir=None, say=print):
+    "The teacher column of `probe` rows: each teacher with weights (trained by the sweep or committed) probed once per dataset."
+    from kdbook.analysis import probe_run, read_probe
+    for tid, dataset in sorted({(j.cell.teacher, j.probe) for j in students if j.probe and j.cell.teacher}):
+        folder = sweep_dir(output_dir, spec.name, scale) / "teachers" / tid
+        ckpt = folder / "model.pt" if (folder / "model.pt").exists() else spec.teachers[tid]["checkpoint"].get(scale)
+        if not ckpt or ckpt in ("untrained", "pretrained") or not Path(ckpt).exists() or (read_probe(folder, dataset) or {}).get("status") == "completed":
+            continue
+        try: say(f"teachers/{tid}: linear probe on {dataset}: top-1 {probe_run(folder, dataset, data_dir, model_file=ckpt)['top1']:.2f}%")
+        except Exception as e: say(f"teachers/{tid}: linear probe on {dataset} failed: {type(e).__name__}: {e}")
 
 # %% ../nbs/25_reproduce.ipynb #9fb585da
 if __name__ == "__main__" and "__file__" in globals(): sys.exit(run_job(sys.argv[1]))

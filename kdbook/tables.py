@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'sweep_dir', 'experiment_names', 'published_number', 'Cell', 'Spec', 'grid_label',
-           'load_spec', 'scaled_recipe', 'scaled_params', 'teacher_params', 'check_spec']
+           'load_spec', 'scaled_recipe', 'probe_dataset', 'scaled_params', 'teacher_params', 'check_spec']
 
 # %% ../nbs/24_tables.ipynb #1afc4945
 import copy, dataclasses, itertools, re
@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from .core import KDBookError, check_name, data_root, load_yaml, unknown_choice
+from .data import DATASETS
 from .train import PAPER_EPOCHS, RunConfig
 
 # %% ../nbs/24_tables.ipynb #06fd6432
@@ -51,14 +52,15 @@ SCALE_NAMES = ("smoke", "cpu", "paper")
 DEFAULT_SCALES = {
     # seconds, synthetic images, untrained teachers: what the tests run
     "smoke": {"epochs": 1, "teacher_epochs": 1, "max_steps_per_epoch": 2, "batch_size": 32, "dataset": "synthetic",
-              "train_fraction": 1.0, "teacher": "untrained"},   # and each method's own `smoke` settings from its registry entry
+              "train_fraction": 1.0, "teacher": "untrained", "probe": "digits"},   # and each method's own `smoke` settings from its registry entry
+                                                                                # (probe rows probe the offline digits)
     # a shortened, faithful protocol for 2 CPU cores: fewer epochs, the schedule scaled with them
     "cpu": {"epochs": 30, "teacher_epochs": 30},
     # the paper's protocol
     "paper": {},
 }
 _SCALE_KEYS = {"epochs", "teacher_epochs", "max_steps_per_epoch", "batch_size", "dataset", "train_fraction",
-               "teacher", "method_params", "seeds", "base", "recipe", "teacher_recipe"}
+               "teacher", "method_params", "seeds", "base", "recipe", "teacher_recipe", "probe"}
 
 @dataclasses.dataclass
 class Cell:
@@ -69,6 +71,7 @@ class Cell:
     teacher: str | None      # teacher id, or None (baseline)
     spec_only: str = ""      # why it cannot run yet ('' = it can)
     extra: bool = False      # a row kdbook adds beyond the paper
+    probe: str = ""          # a dataset: the cell's number is a linear probe of the trained network on it
 
     @property
     def key(self) -> str: return f"{self.row}/{self.col}"
@@ -169,7 +172,8 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+@=,-]*", str(i)):
                 raise KDBookError(f"{kind} id {i!r} of {name}: use letters, digits and . _ + @ = , - only.")
     for rid, r in rows.items():
-        _check_keys(f"row {rid} of {name}", r, {"label", "teacher", "student", "dataset", "recipe", "spec_only"})
+        _check_keys(f"row {rid} of {name}", r, {"label", "teacher", "student", "dataset", "recipe", "spec_only", "probe"})
+        if r.get("probe") and r["probe"] not in DATASETS.names(): raise unknown_choice(f"probe dataset of row {rid} in {name}", r["probe"], DATASETS.names())
         if r.get("teacher") not in teachers: raise unknown_choice(f"teacher of row {rid} in {name}", r.get("teacher"), teachers)
         _check_recipe(f"row {rid} of {name}", r.get("recipe") or {})
     for cid, c in columns.items():
@@ -193,7 +197,7 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
             _check_keys(f"cell {rid}/{cid} of {name}", o, {"gamma", "alpha", "beta", "kd_T", "student", "dataset"})
             params.update(o)
             if "train_fraction" in params["extra"]: params["train_fraction"] = params["extra"].pop("train_fraction")
-            cells.append(Cell(rid, cid, params, r["teacher"], why or "", bool(c.get("extra", False))))
+            cells.append(Cell(rid, cid, params, r["teacher"], why or "", bool(c.get("extra", False)), r.get("probe", "")))
     if overrides: raise unknown_choice(f"cell of {name}", next(iter(overrides)), [f"{r}/{c}" for r in rows for c in columns])
     scales = {s: {**copy.deepcopy(DEFAULT_SCALES[s]), **((d.get("scales") or {}).get(s) or {})} for s in SCALE_NAMES}
     for s, sc in (d.get("scales") or {}).items():
@@ -231,6 +235,10 @@ def scaled_recipe(extra: dict, scale: dict, epochs_key: str = "epochs") -> tuple
     if "max_steps_per_epoch" in scale: extra["max_steps_per_epoch"] = scale["max_steps_per_epoch"]
     if "batch_size" in scale: extra["batch_size"] = scale["batch_size"]
     return epochs, extra, paper_epochs
+
+def probe_dataset(spec: Spec, cell: Cell, scale: str) -> str:
+    "The dataset a `probe` row's runs are probed on at `scale` (a scale may name its own: smoke probes the offline digits), or ''."
+    return (spec.scales[scale].get("probe") or cell.probe) if cell.probe else ""
 
 def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     "The distill-notebook parameters of `cell` at `scale` (seed, output folder and teacher are added by the runner)."

@@ -285,3 +285,37 @@ def test_analyses_refuse_a_sweep_without_weights_before_writing(specs, tmp_path)
     (out / "toy/smoke/r8-r8/Baseline/seed0/model.pt").unlink()
     r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep), "--analyses")
     assert r.returncode == 2 and "kept its weights (model.pt)" in r.stderr and not rep.exists()
+
+
+PROBED = TOY.replace('r8-r8: {label: "resnet8 -> resnet8", teacher: r8, student: resnet8}',
+                     'r8-r8: {label: "resnet8 -> resnet8", teacher: r8, student: resnet8, probe: stl10}')
+
+
+def test_a_probe_row_reports_the_probe_and_reruns_only_the_probe(specs, tmp_path):
+    # HKD Table 4's protocol: the run trains as usual, then its frozen features are probed (smoke: on the offline digits)
+    (specs / "experiments" / "toy.yaml").write_text(PROBED)
+    out = tmp_path / "runs"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = out / "toy/smoke/r8-r8/Baseline/seed0"
+    probe = json.loads((run / "probe-digits.json").read_text())
+    assert probe["status"] == "completed" and probe["dataset"] == "digits" and probe["trained_on"] == "synthetic"
+    from kdbook.report import write_report
+    cells = write_report("toy", "smoke", out)["cells"].set_index(["row", "col"])
+    assert cells.loc[("r8-r8", "Baseline"), "last"] == pytest.approx(probe["top1"])   # the probe's number, not the run's test top-1
+    assert read_record(run)["last_top1"] != probe["top1"]
+    # a lost probe is redone without retraining the network
+    (run / "probe-digits.json").unlink()
+    trained = read_record(run)["timings"]["finished"]
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert read_record(run)["timings"]["finished"] == trained
+    assert json.loads((run / "probe-digits.json").read_text())["top1"] == probe["top1"]   # seeded: the same probe
+
+
+def test_a_probe_dataset_that_is_missing_stops_the_sweep_before_any_run(specs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KDBOOK_OFFLINE", "1")   # STL-10 is 2.6 GB: never fetched by a test
+    (specs / "experiments" / "toy.yaml").write_text(PROBED.replace("  smoke: {seeds: 1}", "  smoke: {seeds: 1, probe: stl10}"))
+    out = tmp_path / "runs"
+    assert main(["reproduce", "toy", "--scale", "smoke", "--output-dir", str(out), "--data-dir", str(tmp_path / "nodata")]) == 2
+    assert "stl10" in capsys.readouterr().err and not (out / "toy").exists()
