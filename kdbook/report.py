@@ -367,7 +367,7 @@ def execute_into(out: Path, notebook: str, parameters: dict, log_output=False) -
     "Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine."
     import papermill as pm
     from kdbook.runner import KERNEL_ARGS, notebooks_dir
-    tmp = out / f".{notebook}.tmp"
+    tmp = out / f".{Path(notebook).stem}.tmp.ipynb"   # papermill wants the .ipynb ending
     try:
         pm.execute_notebook(str(notebooks_dir() / notebook), str(tmp), kernel_name="python3", cwd=str(out), parameters=parameters,
                             log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)

@@ -6,6 +6,8 @@
 __all__ = ['epochs_frame', 'summary', 'markdown_table', 'plot_curves', 'show_run']
 
 # %% ../nbs/23_viz.ipynb #2f91f69f
+import math
+
 import pandas as pd   # matplotlib and seaborn are imported where a figure is drawn: an import of kdbook.viz stays light
 
 # %% ../nbs/23_viz.ipynb #cad2c8a2
@@ -26,8 +28,8 @@ def summary(records: list) -> pd.DataFrame:
 
 # %% ../nbs/23_viz.ipynb #2d26524c
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".2f", right: list | None = None) -> str:
-    "A GitHub Markdown table of `df`: floats formatted with `floatfmt`, the `right` columns right-aligned (default: the numeric ones)."
-    fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v))
+    "A GitHub Markdown table of `df`: floats formatted with `floatfmt` (missing: –), the `right` columns right-aligned (default: the numeric ones)."
+    fmt = lambda v: ("–" if math.isnan(v) else format(v, floatfmt)) if isinstance(v, float) else ("" if v is None else str(v))
     num = [pd.api.types.is_numeric_dtype(df[c]) if right is None else c in right for c in df.columns]
     rows = [[fmt(v) for v in r] for r in df.itertuples(index=False)]
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "|".join("---:" if n else ":---" for n in num) + "|"]
