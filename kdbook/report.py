@@ -359,8 +359,10 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
         if rec["status"] == "completed" and path.parent.name.startswith("seed") and (path.parent / "model.pt").exists():
             seed = int(path.parent.name[4:])
             if seed < first.get(path.parent.parent, (math.inf,))[0]: first[path.parent.parent] = (seed, path.parent, target)
+    def copy(src: Path, f):
+        with open(src, "rb") as s: shutil.copyfileobj(s, f)
     for _, src, target in first.values() if models else ():
-        atomic_write(target / "model.pt", lambda f, s=src: shutil.copyfileobj(open(s / "model.pt", "rb"), f))
+        atomic_write(target / "model.pt", lambda f, s=src / "model.pt": copy(s, f))
     return n
 
 def execute_into(out: Path, notebook: str, parameters: dict, log_output=False) -> Path:
@@ -404,11 +406,7 @@ def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir
     rel = lambda path: os.path.relpath(Path(path).resolve(), out)
     # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
     # commit) then names no folder of this machine
-    before = os.environ.get("KDBOOK_DATA")
-    if data_dir: os.environ["KDBOOK_DATA"] = str(Path(data_dir).expanduser().resolve())
-    try:
+    from unittest.mock import patch
+    with patch.dict(os.environ, {"KDBOOK_DATA": str(Path(data_dir).expanduser().resolve())} if data_dir else {}):
         return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir),
                                                     "report_dir": ".", "spec_file": rel(spec_file) if spec_file else ""}, log_output)
-    finally:
-        if data_dir and before is None: os.environ.pop("KDBOOK_DATA")
-        elif data_dir: os.environ["KDBOOK_DATA"] = before
