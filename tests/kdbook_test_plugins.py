@@ -65,3 +65,15 @@ class RankDies(Distiller):
     def forward(self, s, t, batch):
         if int(os.environ.get("RANK", "0")) == 1: os._exit(3)
         return {"zero": s.logits.sum() * 0}
+
+
+@register_method("rank_aborts_at_teardown", gamma=1.0, alpha=0.0, beta=1.0, needs_teacher=False, source="tests")
+class RankAbortsAtTeardown(Distiller):
+    "Rank 1 of a multi-process run trains, then aborts while its process group is torn down, as gloo once did in CI (test only)."
+    needs = ("logits",)
+
+    def forward(self, s, t, batch):
+        if int(os.environ.get("RANK", "0")) == 1:
+            import torch.distributed as dist
+            dist.destroy_process_group = lambda *a, **k: os.abort()
+        return {"zero": s.logits.sum() * 0}

@@ -110,6 +110,16 @@ def test_a_rank_that_dies_fails_the_run_and_is_recorded(synthetic_run, tmp_path)
     assert not (tmp_path / "dies" / "model.pt").exists()
 
 
+def test_a_rank_that_aborts_after_the_run_completed_leaves_the_completed_record(synthetic_run, tmp_path, capfd):
+    # rank 0 writes "completed" after every rank's last collective; rank 1 then aborts in its teardown (SIGABRT): the
+    # launcher fails, but nothing the run made can change any more, so the record stands and the abort is reported
+    cfg = synthetic_run(name="aborts", method="rank_aborts_at_teardown", processes=2, device="cpu", model="convnet_nobn", epochs=1)
+    rec = run(cfg)
+    assert rec["status"] == "completed" and read_record(tmp_path / "aborts") == rec
+    assert (tmp_path / "aborts" / "model.pt").exists()
+    assert "2-process run 'aborts' failed (exit 1) after the run completed" in capfd.readouterr().err
+
+
 def test_several_processes_start_through_accelerate_launch_with_the_runs_settings(synthetic_run, tmp_path):
     from kdbook.train import launch_command
     cmd = launch_command(synthetic_run(processes=4, precision="bf16"), tmp_path / "config.json")
