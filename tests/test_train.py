@@ -6,7 +6,7 @@ import torch
 
 from kdbook.models import read_checkpoint
 from kdbook.results import read_record
-from kdbook.train import TrainingDiverged, fit, latest_checkpoint, run
+from kdbook.train import TrainingDiverged, bf16_native, fit, latest_checkpoint, run
 
 
 def _weights(run_dir):
@@ -113,9 +113,11 @@ def test_a_rank_that_dies_fails_the_run_and_is_recorded(synthetic_run, tmp_path)
 def test_a_rank_that_aborts_after_the_run_completed_leaves_the_completed_record(synthetic_run, tmp_path, capfd):
     # rank 0 writes "completed" after every rank's last collective; rank 1 then aborts in its teardown (SIGABRT): the
     # launcher fails, but nothing the run made can change any more, so the record stands and the abort is reported
-    cfg = synthetic_run(name="aborts", method="rank_aborts_at_teardown", processes=2, device="cpu", model="convnet_nobn", epochs=1)
+    # precision 'auto', resolved by the launching process: the ranks record where it came from
+    cfg = synthetic_run(name="aborts", method="rank_aborts_at_teardown", processes=2, device="cpu", model="convnet_nobn", epochs=1, precision="auto")
     rec = run(cfg)
     assert rec["status"] == "completed" and read_record(tmp_path / "aborts") == rec
+    assert rec["machine"]["precision_from"] == "auto" and rec["machine"]["mixed_precision"] == ("bf16" if bf16_native("cpu") else "no")
     assert (tmp_path / "aborts" / "model.pt").exists()
     assert "2-process run 'aborts' failed (exit 1) after the run completed" in capfd.readouterr().err
 
