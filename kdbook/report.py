@@ -365,10 +365,13 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
         atomic_write(target / "model.pt", lambda f, s=src / "model.pt": copy(s, f))
     return n
 
-def execute_into(out: Path, notebook: str, parameters: dict, log_output=False) -> Path:
-    "Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine."
+def execute_into(out: Path, notebook: str, parameters: dict, paths: dict, log_output=False) -> Path:
+    """Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine:
+    the `paths` parameters reach it relative to `out` (relative_to 'here'), so that the copy runs again from where it lies."""
     import papermill as pm
     from kdbook.runner import KERNEL_ARGS, notebooks_dir
+    rel = {k: os.path.relpath(Path(v).resolve(), out) if v else "" for k, v in paths.items()}
+    parameters = {**parameters, **rel, "relative_to": "here"}
     tmp = out / f".{Path(notebook).stem}.tmp.ipynb"   # papermill wants the .ipynb ending
     try:
         pm.execute_notebook(str(notebooks_dir() / notebook), str(tmp), kernel_name="python3", cwd=str(out), parameters=parameters,
@@ -389,10 +392,8 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
                           f"run `kdbook reproduce {spec.name} --scale {scale}` first.")
     out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    # paths relative to the report folder (the kernel's working folder): the executed notebook names no machine
-    rel = lambda path: os.path.relpath(Path(path).resolve(), out)
-    return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir), "report_dir": ".",
-                                              "spec_file": rel(spec_file) if spec_file else ""}, log_output)
+    return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale},
+                        {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)
 
 def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
                           log_output=False, spec_file=None) -> Path:
@@ -403,10 +404,9 @@ def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir
     chosen_runs(spec, scale, output_dir)   # refuse before writing anything: no finished run kept its weights
     out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rel = lambda path: os.path.relpath(Path(path).resolve(), out)
     # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
     # commit) then names no folder of this machine
     from unittest.mock import patch
     with patch.dict(os.environ, {"KDBOOK_DATA": str(Path(data_dir).expanduser().resolve())} if data_dir else {}):
-        return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale, "output_dir": rel(output_dir),
-                                                    "report_dir": ".", "spec_file": rel(spec_file) if spec_file else ""}, log_output)
+        return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale},
+                            {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)

@@ -278,6 +278,22 @@ def test_report_analyses_draw_from_the_weights_and_redraw_from_the_committed_cop
     assert table((again / "analyses.md").read_text()) == table(md)
 
 
+def test_the_report_notebook_reads_relative_paths_from_the_repository_root_wherever_it_runs(specs, tmp_path):
+    # JupyterLab starts a kernel in nbs/experiments/, papermill wherever it is called: the sweep named relative to the
+    # checkout is found all the same, and the report lands beside it (kdbook report's copies say relative_to "here")
+    import papermill as pm
+    from kdbook.data import repo_root
+    from kdbook.runner import notebooks_dir
+    out, elsewhere = tmp_path / "runs", tmp_path / "kernel-cwd"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/KD", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    elsewhere.mkdir()
+    pm.execute_notebook(str(notebooks_dir() / "report.ipynb"), str(tmp_path / "executed.ipynb"), cwd=str(elsewhere), progress_bar=False,
+                        parameters=dict(experiment="toy", scale="smoke", output_dir=os.path.relpath(out, repo_root())))
+    assert "| resnet8 -> resnet8 |" in (out / "toy" / "smoke" / "report" / "report.md").read_text()
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_analyses_refuse_a_sweep_without_weights_before_writing(specs, tmp_path):
     out, rep = tmp_path / "runs", tmp_path / "report"
     r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--output-dir", str(out))
