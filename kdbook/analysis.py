@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 from .core import KDBookError, package_root
 from .data import Split, View, dataset_info, paper_view
-from .graphs import cosine_matrix, knn_indices, knn_mask, pearson_rows
+from .graphs import class_masks, cosine_matrix, knn_indices, knn_mask, pearson_rows
 from .models import create_model, load_checkpoint
 
 # %% auto #0
-__all__ = ['PROBE_FORMAT', 'FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'RELATIONS', 'SECTIONS', 'block_features', 'eval_view',
-           'knn_predict', 'knn_accuracy', 'map_2d', 'label_smoothness', 'blockwise_agreement', 'relation_graphs',
-           'graph_gap', 'run_model', 'run_teacher', 'ProbeRecipe', 'linear_probe', 'probe_file', 'read_probe',
-           'probe_run', 'balanced_sample', 'chosen_runs', 'plot_maps', 'plot_test_curves', 'per_block',
+__all__ = ['PROBE_FORMAT', 'FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'RELATIONS', 'SECTIONS', 'block_features', 'block_names',
+           'eval_view', 'knn_predict', 'knn_accuracy', 'map_2d', 'label_smoothness', 'blockwise_agreement',
+           'relation_graphs', 'graph_gap', 'run_model', 'run_teacher', 'ProbeRecipe', 'linear_probe', 'probe_file',
+           'read_probe', 'probe_run', 'balanced_sample', 'chosen_runs', 'plot_maps', 'plot_test_curves', 'per_block',
            'plot_relations', 'Analysed', 'gather', 'Page', 'teacher_depths', 'students_last_block', 'test_curves',
            'gkd_blocks', 'ega_embeddings', 'relation_matrices', 'analyse']
 
@@ -36,11 +36,15 @@ def block_features(model: torch.nn.Module, images: torch.Tensor, view: View, bat
     parts: dict = {}
     for i in range(0, len(images), batch_size):
         f = model(view.apply(images[i:i + batch_size].to(device)))
-        blocks = [b for stage in f.blocks for b in stage] or list(f.stages)   # hooked networks expose stages only
+        blocks = f.all_blocks or list(f.stages)   # hooked networks expose stages only
         named = {f"block{j + 1}": b.float().mean((2, 3)) if b.dim() == 4 else b.float() for j, b in enumerate(blocks)}
         named.update(pooled=f.pooled.float(), logits=f.logits.float())
         for k, v in named.items(): parts.setdefault(k, []).append(v.cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
+
+def block_names(feats: dict) -> list:
+    "The 'blockJ' keys of `block_features` output, shallow to deep."
+    return sorted((n for n in feats if n.startswith("block")), key=lambda n: int(n[5:]))
 
 def eval_view(dataset: str, image_size: int | None = None) -> View:
     "The view a network trained on `dataset` is tested with (its normalisation, no augmentation), at `image_size` if given."
@@ -76,14 +80,13 @@ def label_smoothness(x: torch.Tensor, labels: torch.Tensor, k: int = 10) -> floa
     "Share of the k-NN cosine graph's edge weight between samples of different classes (the one-hot labels' Dirichlet energy over the total weight)."
     s = cosine_matrix(x).clamp_min(0).fill_diagonal_(0)
     w = s * knn_mask(knn_indices(s, min(k, len(x) - 1)), symmetric=True)
-    across = (labels[:, None] != labels[None, :]).float()
+    _, across = class_masks(labels)
     return ((w * across).sum() / w.sum().clamp_min(1e-12)).item()
 
 # %% ../nbs/40_analysis.ipynb #b08af62a
 def blockwise_agreement(ref: dict, ref_labels: torch.Tensor, feats: dict, teacher_pred: torch.Tensor, k: int = 5) -> list:
     "For each block (in order), the % of images whose k-NN read-out (fitted on `ref`) equals `teacher_pred`."
-    blocks = sorted((n for n in feats if n.startswith("block")), key=lambda n: int(n[5:]))
-    return [100.0 * (knn_predict(ref[n], ref_labels, feats[n], k) == teacher_pred).float().mean().item() for n in blocks]
+    return [100.0 * (knn_predict(ref[n], ref_labels, feats[n], k) == teacher_pred).float().mean().item() for n in block_names(feats)]
 
 # %% ../nbs/40_analysis.ipynb #f940fe31
 def relation_graphs(feats: dict) -> dict:
@@ -281,11 +284,9 @@ def plot_relations(rows: dict):
     return fig
 
 # %% ../nbs/40_analysis.ipynb #fd7b08c4
-def _blocks(feats: dict) -> list: return sorted((n for n in feats if n.startswith("block")), key=lambda n: int(n[5:]))
-
 def _depths(feats: dict, n: int = 4) -> list:
     "`n` blocks spread over the depth, the last included (IRG's Figure 6 shows four of the teacher's layers)."
-    names = _blocks(feats)
+    names = block_names(feats)
     return [names[round((i + 1) * len(names) / n) - 1] for i in range(min(n, len(names)))]
 
 @dataclass
@@ -363,8 +364,8 @@ def teacher_depths(a: Analysed, page: Page):
 def students_last_block(a: Analysed, page: Page):
     "IRG Figure 7: every student's last block (the paper's methods first), and the teacher's, with separability and test top-1."
     students = [c for c in FIGURE7 if c in a.runs] + [c for c in a.runs if c not in FIGURE7]
-    panels = {a.label(c): a.feats[c][_blocks(a.feats[c])[-1]] for c in students}
-    if a.t_feats is not None: panels["Teacher"] = a.t_feats[_blocks(a.t_feats)[-1]]
+    panels = {a.label(c): a.feats[c][block_names(a.feats[c])[-1]] for c in students}
+    if a.t_feats is not None: panels["Teacher"] = a.t_feats[block_names(a.t_feats)[-1]]
     fig, sc = plot_maps(panels, a.test.labels, a.seed)
     page.heading("The students' last block (IRG, Figure 7)")
     page.figure("fig7_students.png", fig, "What to look for: the paper finds L_MTK's classes the most compact and apart; "
@@ -389,8 +390,8 @@ def gkd_blocks(a: Analysed, page: Page):
     agree = {"Teacher": blockwise_agreement(block_features(a.teacher, a.ref.images, a.view), a.ref.labels, a.t_feats, t_pred)}
     agree.update({a.label(c): blockwise_agreement(block_features(a.models[c], a.ref.images, a.view), a.ref.labels, a.feats[c], t_pred)
                   for c in gkd})
-    smooth = {"Teacher": [label_smoothness(a.t_feats[b], a.test.labels) for b in _blocks(a.t_feats)]}
-    smooth.update({a.label(c): [label_smoothness(a.feats[c][b], a.test.labels) for b in _blocks(a.feats[c])] for c in gkd})
+    smooth = {"Teacher": [label_smoothness(a.t_feats[b], a.test.labels) for b in block_names(a.t_feats)]}
+    smooth.update({a.label(c): [label_smoothness(a.feats[c][b], a.test.labels) for b in block_names(a.feats[c])] for c in gkd})
     page.heading("Consistency with the teacher and smoothness of the labels, block by block (GKD, slides 15-16)")
     page.figure("gkd_consistency.png", per_block(agree, "agrees with the teacher (%)", "5-NN read-out of each block vs the teacher's decision"),
                 "What to look for: GKD's slides find the GKD student's blocks closer to the teacher's decisions than RKD-D's.")

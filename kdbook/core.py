@@ -135,6 +135,11 @@ class Features:
     blocks: list = field(default_factory=list)   # blocks[i] = outputs of the blocks of stage i
     stem: Any = None
 
+    @property
+    def all_blocks(self) -> list:
+        "Every block's output, shallow to deep, across stages (IRG's Eltwise 1..N of a ResNet)."
+        return [b for stage in self.blocks for b in stage]
+
     def map(self, fn: Callable) -> "Features":
         "A new `Features` with `fn` applied to every tensor (detach, cast, gather, shape...); absent fields stay absent."
         f = lambda x: None if x is None else fn(x)   # a CLIP teacher has no logits, most networks no stem

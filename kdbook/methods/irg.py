@@ -85,7 +85,6 @@ class MTKParams(IRGParams):
     "MTK = L_GT + L_IRG + lambda3 L_IRG-t (paper Eq. 7, Sec. 4.1.3: lambda3 = 0.005)."
     lambda3: float = 0.005
 
-def _all_blocks(feats) -> list: return [b for stage in feats.blocks for b in stage]
 
 class IRG(Distiller):
     "Instance relationship graph: logits, one-to-many edges, per-stage transformations (Liu et al. 2019)."
@@ -95,7 +94,7 @@ class IRG(Distiller):
         super().__init__(student, teacher, setup, hp)
         if hp.mode not in ("o2m", "o2o"): raise unknown_choice("IRG mode", hp.mode, ("o2m", "o2o"))
         if hp.reduction not in REDUCTIONS: raise unknown_choice("IRG reduction", hp.reduction, REDUCTIONS)
-        n_s, n_t = len(_all_blocks(student)), len(_all_blocks(teacher))
+        n_s, n_t = len(student.all_blocks), len(teacher.all_blocks)
         limit = n_s if hp.mode == "o2m" else min(n_s, n_t)
         if hp.lambda2 and not 0 < hp.layers <= limit:
             raise KDBookError(f"IRG {hp.mode} uses {hp.layers} layers, but the networks offer {limit} blocks.")
@@ -113,7 +112,7 @@ class IRG(Distiller):
         hp, terms = self.hp, {}
         if hp.lambda1: terms["logits"] = hp.lambda1 * irg_vertex_loss(t.logits, s.logits, hp.reduction)
         if hp.lambda2:
-            sb, tb = _all_blocks(s)[-hp.layers:], _all_blocks(t)
+            sb, tb = s.all_blocks[-hp.layers:], t.all_blocks
             targets = [tb[-1]] * hp.layers if hp.mode == "o2m" else tb[-hp.layers:]
             terms["edge"] = hp.lambda2 * sum(
                 irg_edge_loss(irg_edges(ft, hp.detach_max), irg_edges(fs, hp.detach_max), hp.reduction, hp.caffe_gradient)
