@@ -143,12 +143,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     it.add_argument("--output", default="", metavar="FILE", help="the kdbook checkpoint to write (empty: <model>-<source>.pt here)")
     rp = sub.add_parser("report", formatter_class=fmt, help="aggregate a reproduced table next to the published one (Markdown, figures, notebook)",
                         description="Aggregate the runs of a reproduced table (kdbook reproduce) into report.md (the table in the paper's layout, "
-                                    "measured beside published, every cell, failures), cells.csv, runs.csv, figures and the executed report notebook.")
+                                    "measured beside published, each method's gain over the baseline with its interval and a verdict against the published gain, "
+                                    "every cell, failures), cells.csv, gains.csv, runs.csv, figures and the executed report notebook.")
     rp.add_argument("experiment", nargs="?", help="experiment spec name (`kdbook list tables`)")
     rp.add_argument("--spec-file", default=None, metavar="FILE", help="the experiment spec file the sweep ran (see reproduce --spec-file)")
     rp.add_argument("--scale", default="cpu", help="smoke, cpu, paper or a scale of the spec's own")
     rp.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders (as given to reproduce)")
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
+    rp.add_argument("--interval", default="t", choices=("t", "bootstrap"), help="the gains' 95%% intervals: Student's t over the paired "
+                    "differences (Welch's where seeds do not pair), or a percentile bootstrap")
+    rp.add_argument("--max-halfwidth", default=2.0, type=float, metavar="POINTS", help="the widest interval (half-width, points) whose "
+                    "verdict can be 'consistent'; wider ones holding the published gain are 'inconclusive'")
     rp.add_argument("--with-records", action="store_true", help="also copy the runs' records into <report-dir>/records, naming no machine "
                     "(a report to commit; `--output-dir <report-dir>/records` makes it again)")
     rp.add_argument("--with-models", action="store_true", help="with --with-records: also each cell's first seed's model.pt (what --analyses reads)")
@@ -181,13 +186,15 @@ def main(argv=None) -> int:
                 an = run_analyses_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, args.data_dir or None,
                                            spec_file=args.spec_file)
                 print(f"analyses: {an.parent / 'analyses.md'} (figures, analyses.ipynb)")
-            nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file)
+            if not args.max_halfwidth > 0: raise KDBookError(f"--max-halfwidth must be a positive number of points, got {args.max_halfwidth!r}.")
+            nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file,
+                                     interval=args.interval, max_halfwidth=args.max_halfwidth)
             if args.with_records:
                 from kdbook.report import copy_records
                 from kdbook.tables import load_spec
                 n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records", args.with_models)
                 print(f"{n} records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
-            print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, runs.csv, figures, report.ipynb)")
+            print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, gains.csv, runs.csv, figures, report.ipynb)")
         elif args.command == "import-teacher":
             from kdbook.teachers import guess_model, import_teacher
             model = args.model or guess_model(args.path)

@@ -162,6 +162,8 @@ CASES = {
     "cell pattern that matches nothing": (["reproduce", "irg_table4", "--scale", "smoke", "--only", "*/KDD"], "unknown cell pattern of irg_table4 '*/KDD'"),
     "report of nothing run": (["report", "irg_table4", "--scale", "smoke"], "no runs of irg_table4 at scale 'smoke'"),
     "report of an unknown experiment": (["report", "../x"], "unknown experiment '../x'"),
+    "report with an unknown interval": (["report", "irg_table4", "--scale", "smoke", "--interval", "z"], "invalid choice: 'z' (choose from 't', 'bootstrap')"),
+    "report with a zero half-width": (["report", "irg_table4", "--scale", "smoke", "--max-halfwidth", "0"], "--max-halfwidth must be a positive number of points, got 0.0"),
 }
 if torch.cuda.is_available():   # these are bad input only on a machine without a GPU
     for k in ("fp16 without a GPU", "sweep in fp16 without a GPU"): CASES.pop(k)

@@ -182,6 +182,29 @@ def test_the_report_flags_cells_whose_runs_differ_in_numerics(specs, tmp_path):
     assert "7 thread(s)" in line
 
 
+def test_the_report_prints_each_gain_over_the_baseline_paired_by_seed(specs, tmp_path):
+    "Three seeds of Baseline and KD: the printed gain, its interval and the verdict are those of the records' paired differences."
+    from scipy import stats
+    out, rep = tmp_path / "runs", tmp_path / "report"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--only", "*/KD", "--seeds", "3", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep))
+    assert r.returncode == 0, r.stdout + r.stderr
+    top1 = {(c, s): read_record(out / f"toy/smoke/r8-r8/{c}/seed{s}")["last_top1"] for c in ("Baseline", "KD") for s in range(3)}
+    diffs = [top1["KD", s] - top1["Baseline", s] for s in range(3)]
+    ci = stats.ttest_rel([top1["KD", s] for s in range(3)], [top1["Baseline", s] for s in range(3)]).confidence_interval(0.95)
+    mean = sum(diffs) / 3
+    published = 55.00 - 50.00   # the toy table's KD minus its Baseline
+    expected = "below" if ci.high < published else "above" if ci.low > published else ("consistent" if (ci.high - ci.low) / 2 <= 2 else "inconclusive")
+    line = f"| KD | {mean:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}] |"
+    assert line in r.stdout, r.stdout
+    row = next(l for l in r.stdout.splitlines() if l.startswith(line))
+    assert f"| 3 | +5.00 | {expected} |" in row, row
+    assert (rep / "gains.png").exists() and "![gains](gains.png)" in (rep / "report.md").read_text()
+    boot = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rep), "--interval", "bootstrap")
+    assert boot.returncode == 0 and "percentile bootstrap" in boot.stdout and f"| KD | {mean:+.2f} [" in boot.stdout
+
+
 def test_missing_dataset_stops_the_sweep_before_any_run(specs, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KDBOOK_OFFLINE", "1")
     out = tmp_path / "runs"
