@@ -233,54 +233,69 @@ def _scatter(ax, xy: np.ndarray, labels: torch.Tensor, title: str):
     ax.scatter(xy[:, 0], xy[:, 1], c=labels.numpy(), cmap="tab10", s=4, vmin=0, vmax=9)
     ax.set_title(title, fontsize=9); ax.set_xticks([]); ax.set_yticks([])
 
-def plot_maps(panels: dict, labels: torch.Tensor, seed: int = 0, width: int = 5):
-    "t-SNE maps of {title: features}, coloured by class, each titled with its k-NN separability. Returns (figure, {title: %})."
+def _class_legend(fig, classes: list):
+    "One legend of the classes' colours for every map of the figure, under the maps."
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+    cmap = colormaps["tab10"]
+    handles = [Line2D([], [], marker="o", linestyle="none", color=cmap(i / 9 if len(classes) > 1 else 0), label=c) for i, c in enumerate(classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(10, len(classes)), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+def plot_maps(panels: dict, labels: torch.Tensor, seed: int = 0, width: int = 5, classes: list | None = None):
+    "t-SNE maps of {title: features}, coloured by class (named in a legend under them), each titled with its k-NN separability. Returns (figure, {title: %})."
     import matplotlib.pyplot as plt
     cols = min(width, len(panels)); nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.7 * cols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.7 * cols, 2.8 * nrows + 0.5), squeeze=False)
     scores = {}
     for ax, (title, x) in zip(axes.flat, panels.items()):
         scores[title] = knn_accuracy(x, labels)
         _scatter(ax, map_2d(x, seed), labels, f"{title}\n5-NN accuracy {scores[title]:.1f}%")
     for ax in list(axes.flat)[len(panels):]: ax.axis("off")
-    fig.tight_layout()
+    classes = classes or [str(i) for i in range(int(labels.max()) + 1)]
+    _class_legend(fig, classes)
+    fig.tight_layout(rect=(0, 0.5 / (2.8 * nrows + 0.5) + 0.04 / nrows, 1, 1))
     return fig, scores
 
-def plot_test_curves(records: dict):
-    "Test loss and test top-1 per epoch of the main phase, one line per {label: record} (IRG's Figure 8)."
+def plot_test_curves(records: dict, colours: dict | None = None):
+    "Test loss and test top-1 per epoch of the main phase, one line per {label: record} in its method's colour (IRG's Figure 8)."
     import matplotlib.pyplot as plt
     from kdbook.report import main_epochs
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    from kdbook.viz import legend_outside
+    colours = colours or {}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10.5, 3.2))
     for label, rec in records.items():
         epochs = [(i, e) for i, e in main_epochs(rec) if "test_loss" in e]
-        a.plot([i for i, _ in epochs], [e["test_loss"] for _, e in epochs], label=label)
-        b.plot([i for i, _ in epochs], [e["test_top1"] for _, e in epochs], label=label)
+        a.plot([i for i, _ in epochs], [e["test_loss"] for _, e in epochs], label=label, color=colours.get(label))
+        b.plot([i for i, _ in epochs], [e["test_top1"] for _, e in epochs], label=label, color=colours.get(label))
     for ax, name in ((a, "test loss (cross-entropy)"), (b, "test top-1 (%)")):
         ax.set_xlabel("epoch"); ax.set_ylabel(name); ax.grid(alpha=0.3)
-    b.legend(fontsize=8); fig.tight_layout()
+    legend_outside(b); fig.tight_layout()
     return fig
 
-def per_block(values: dict, ylabel: str, title: str):
-    "Lines of a per-block quantity {label: [value per block]} against relative depth (block / number of blocks)."
+def per_block(values: dict, ylabel: str, title: str, colours: dict | None = None):
+    "Lines of a per-block quantity {label: [value per block]} against relative depth (block / number of blocks), in the methods' colours."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    from kdbook.viz import legend_outside
+    colours = colours or {}
+    fig, ax = plt.subplots(figsize=(6.6, 3.4))
     for label, v in values.items():
-        ax.plot([(i + 1) / len(v) for i in range(len(v))], v, marker="o", label=label)
+        ax.plot([(i + 1) / len(v) for i in range(len(v))], v, marker="o", label=label, color=colours.get(label))
     ax.set_xlabel("relative depth (block / blocks)"); ax.set_ylabel(ylabel); ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3); ax.legend(fontsize=8); fig.tight_layout()
+    ax.grid(alpha=0.3); legend_outside(ax); fig.tight_layout()
     return fig
 
 def plot_relations(rows: dict):
-    "A grid of batch graphs: {loss: {panel title: N x N matrix}} (teacher, student before, student after)."
+    "A grid of batch graphs: {loss: {panel title: N x N matrix}} (teacher, student before, student after), a colour scale and bar per row."
     import matplotlib.pyplot as plt
     width = max(len(p) for p in rows.values())
-    fig, axes = plt.subplots(len(rows), width, figsize=(2.6 * width, 2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), width, figsize=(2.6 * width + 0.6, 2.6 * len(rows)), squeeze=False, layout="constrained")
     for r, (loss, panels) in enumerate(rows.items()):
+        lo = min(float(m.min()) for m in panels.values()); hi = max(float(m.max()) for m in panels.values())   # one scale per row: comparable panels
         for c, (title, m) in enumerate(panels.items()):
-            axes[r, c].imshow(m.numpy(), cmap="viridis"); axes[r, c].set_title(f"{loss}: {title}", fontsize=8)
+            image = axes[r, c].imshow(m.numpy(), cmap="viridis", vmin=lo, vmax=hi); axes[r, c].set_title(f"{loss}: {title}", fontsize=8)
+        fig.colorbar(image, ax=list(axes[r, :len(panels)]), fraction=0.025, pad=0.02)
         for ax in axes[r]: ax.set_xticks([]); ax.set_yticks([])
         for ax in axes[r, len(panels):]: ax.axis("off")
-    fig.tight_layout()
     return fig
 
 # %% ../nbs/40_analysis.ipynb #fd7b08c4
@@ -309,6 +324,10 @@ class Analysed:
     seed: int = 0
 
     def label(self, col: str) -> str: return _label(self.spec, col)
+    def colours(self) -> dict:
+        "{label: colour} of the chosen columns (their methods' colours in every figure) and the teacher."
+        from kdbook.viz import method_colour
+        return {self.label(c): method_colour(self.spec.columns[c]["method"]) for c in self.runs} | {"Teacher": method_colour("teacher")}
     def missing(self, wanted) -> str:
         "' Not run here: ...' for the wanted columns of the spec that were not run (or '')."
         gone = [self.label(c) for c in wanted if c in self.spec.columns and c not in self.runs]
@@ -343,7 +362,7 @@ class Page:
     def figure(self, name: str, fig, caption: str):
         import matplotlib.pyplot as plt
         from kdbook.core import atomic_write
-        self.figures[name] = atomic_write(self.out / name, lambda f: fig.savefig(f, dpi=100, format="png")); plt.close(fig)
+        self.figures[name] = atomic_write(self.out / name, lambda f: fig.savefig(f, dpi=100, format="png", bbox_inches="tight")); plt.close(fig)
         self.lines.extend([f"![{name}]({name})", "", caption, ""])
     def table(self, rows: dict, floatfmt: str = ".2f"):
         "A Markdown table of {column: values}."
@@ -355,7 +374,7 @@ class Page:
 def teacher_depths(a: Analysed, page: Page):
     "IRG Figure 6: the teacher's features at four depths, each a t-SNE map with its separability."
     if a.t_feats is None: return
-    fig, sc = plot_maps({f"teacher {d}": a.t_feats[d] for d in _depths(a.t_feats)}, a.test.labels, a.seed)
+    fig, sc = plot_maps({f"teacher {d}": a.t_feats[d] for d in _depths(a.t_feats)}, a.test.labels, a.seed, classes=a.test.classes)
     page.heading("The teacher's features at several depths (IRG, Figure 6)")
     page.figure("fig6_teacher_depths.png", fig, "What to look for: the classes separate more with depth; the last block "
                 "(IRG's Eltwise9 on ResNet-20), the one IRG's one-to-many mode reads, is the most separable.")
@@ -366,7 +385,7 @@ def students_last_block(a: Analysed, page: Page):
     students = [c for c in FIGURE7 if c in a.runs] + [c for c in a.runs if c not in FIGURE7]
     panels = {a.label(c): a.feats[c][block_names(a.feats[c])[-1]] for c in students}
     if a.t_feats is not None: panels["Teacher"] = a.t_feats[block_names(a.t_feats)[-1]]
-    fig, sc = plot_maps(panels, a.test.labels, a.seed)
+    fig, sc = plot_maps(panels, a.test.labels, a.seed, classes=a.test.classes)
     page.heading("The students' last block (IRG, Figure 7)")
     page.figure("fig7_students.png", fig, "What to look for: the paper finds L_MTK's classes the most compact and apart; "
                 "compare the 5-NN accuracies, the t-SNE picture only illustrates them." + a.missing(FIGURE7))
@@ -379,7 +398,7 @@ def test_curves(a: Analysed, page: Page):
     curves = {a.label(c): a.records[c] for c in FIGURE8 if c in a.runs}
     if not curves: return
     page.heading("Test loss and accuracy per epoch (IRG, Figure 8)")
-    page.figure("fig8_test_curves.png", plot_test_curves(curves), "Each column's first seed. What to look for: the paper's "
+    page.figure("fig8_test_curves.png", plot_test_curves(curves, a.colours()), "Each column's first seed. What to look for: the paper's "
                 "L_IRG and L_MTK reach a lower test loss and a higher accuracy than Rocket, L_MTK the steadiest." + a.missing(FIGURE8))
 
 def gkd_blocks(a: Analysed, page: Page):
@@ -393,10 +412,10 @@ def gkd_blocks(a: Analysed, page: Page):
     smooth = {"Teacher": [label_smoothness(a.t_feats[b], a.test.labels) for b in block_names(a.t_feats)]}
     smooth.update({a.label(c): [label_smoothness(a.feats[c][b], a.test.labels) for b in block_names(a.feats[c])] for c in gkd})
     page.heading("Consistency with the teacher and smoothness of the labels, block by block (GKD, slides 15-16)")
-    page.figure("gkd_consistency.png", per_block(agree, "agrees with the teacher (%)", "5-NN read-out of each block vs the teacher's decision"),
+    page.figure("gkd_consistency.png", per_block(agree, "agrees with the teacher (%)", "5-NN read-out of each block vs the teacher's decision", a.colours()),
                 "What to look for: GKD's slides find the GKD student's blocks closer to the teacher's decisions than RKD-D's.")
     page.figure("gkd_smoothness.png", per_block(smooth, "label energy\n(share of weight across classes)",
-                                                "smoothness of the labels on each block's 10-NN graph"),
+                                                "smoothness of the labels on each block's 10-NN graph", a.colours()),
                 "What to look for: the energy falls with depth (the classes separate); GKD's slides find it closer to the teacher's "
                 "for GKD than for RKD-D. Lower is smoother.")
     page.numbers["agreement"], page.numbers["smoothness"] = agree, smooth
@@ -407,7 +426,7 @@ def ega_embeddings(a: Analysed, page: Page):
     "EGA's t-SNE: the teacher's and the EGA student's pooled vectors."
     if a.t_feats is None or "EGA" not in a.runs: return
     fig, sc = plot_maps({"teacher (pooled)": a.t_feats["pooled"], f"{a.label('EGA')} student (pooled)": a.feats["EGA"]["pooled"]},
-                        a.test.labels, a.seed)
+                        a.test.labels, a.seed, classes=a.test.classes)
     page.heading("Teacher and EGA student embeddings (EGA, t-SNE)")
     page.figure("ega_tsne.png", fig, "What to look for: the student's map keeps the teacher's class neighbourhoods.")
     page.numbers["ega"] = sc
