@@ -11,7 +11,7 @@ import argparse, json, re, sys
 from pathlib import Path
 
 
-from .core import KDBookError, load_yaml
+from .core import KDBookError, load_yaml, stop_on_sigterm, stop_requested
 
 # %% ../nbs/30_cli.ipynb #3f0c6a55
 def registries() -> dict:
@@ -167,63 +167,66 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
-        if args.command == "list":
-            print("\n".join(list_lines(args.what)))
-        elif args.command == "reproduce":
-            from kdbook.reproduce import reproduce
-            _need_experiment(args)
-            settings = {"device": args.device, "precision": args.precision, "processes": args.processes, "data_dir": args.data_dir}
-            if args.data_dir: settings["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
-            st = reproduce(args.experiment, args.scale, args.seeds, args.output_dir, args.only, args.shard, args.workers,
-                           settings, status_only=args.status, say=lambda m: print(m, flush=True), spec_file=args.spec_file,
-                           launcher=args.launcher, slurm=_mapping("--slurm", args.slurm))
-            return 1 if st["counts"]["failed"] and not args.status else 0
-        elif args.command == "report":
-            from kdbook.report import run_analyses_notebook, run_report_notebook
-            _need_experiment(args)
-            if args.with_models and not args.with_records: raise KDBookError("--with-models copies the weights beside the records: add --with-records.")
-            if args.analyses:   # first, so that the report links the page it wrote
-                an = run_analyses_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, args.data_dir or None,
-                                           spec_file=args.spec_file)
-                print(f"analyses: {an.parent / 'analyses.md'} (figures, analyses.ipynb)")
-            if not args.max_halfwidth > 0: raise KDBookError(f"--max-halfwidth must be a positive number of points, got {args.max_halfwidth!r}.")
-            nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file,
-                                     interval=args.interval, max_halfwidth=args.max_halfwidth)
-            if args.with_records:
-                from kdbook.report import copy_records
-                from kdbook.tables import load_spec
-                n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records", args.with_models)
-                print(f"{n} records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
-            print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, gains.csv, runs.csv, figures, report.ipynb)")
-        elif args.command == "import-teacher":
-            from kdbook.teachers import guess_model, import_teacher
-            model = args.model or guess_model(args.path)
-            if not model: raise KDBookError(f"which network does {args.path!r} hold? Name it with --model (`kdbook list models`).")
-            out = import_teacher(args.path, args.source, model, args.output or f"{model}-{args.source}.pt")
-            print(f"{model} from {args.source}: {out}\nuse it as a teacher: kdbook distill --teacher-ckpt {out} ...")
-        elif args.command == "demo":
-            from kdbook.runner import demo
-            res = demo(args.output_dir, args.epochs, args.seed, args.device, log_output=not args.quiet, verbose=args.verbose)
-            print(f"\n{res['table']}\n\ntable: {res['markdown']}\nfigure: {res['figure']}")
-        elif args.config_only:
-            from kdbook.runner import launch_config
-            path = launch_config(args.notebook, notebook_params(args))
-            n = json.loads(path.read_text())["processes"]
-            print(f"config: {path}\nlaunch it on each of M machines (rank R), {n} processes in all:\n"
-                  f"  accelerate launch --multi_gpu --num_machines M --machine_rank R --main_process_ip HOST --main_process_port 29500 "
-                  f"--num_processes {n} -m kdbook.train {path}")
-        else:
-            from kdbook.runner import run_notebook
-            rec = run_notebook(args.notebook, notebook_params(args), log_output=not args.quiet, verbose=args.verbose)
-            print(f"{rec['run']}: {rec['status']}, test top-1 last {rec['last_top1']:.2f}% best {rec['best_top1']:.2f}% "
-                  f"(epoch {rec['best_epoch']})\nrecord and executed notebook: {rec['config']['output_dir']}/{rec['run']}/")
-        return 0
+        with stop_on_sigterm(grace=30):   # a scheduler's SIGTERM: the run below records itself interrupted, then this ends
+            if args.command == "list":
+                print("\n".join(list_lines(args.what)))
+            elif args.command == "reproduce":
+                from kdbook.reproduce import reproduce
+                _need_experiment(args)
+                settings = {"device": args.device, "precision": args.precision, "processes": args.processes, "data_dir": args.data_dir}
+                if args.data_dir: settings["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+                st = reproduce(args.experiment, args.scale, args.seeds, args.output_dir, args.only, args.shard, args.workers,
+                               settings, status_only=args.status, say=lambda m: print(m, flush=True), spec_file=args.spec_file,
+                               launcher=args.launcher, slurm=_mapping("--slurm", args.slurm))
+                return 1 if st["counts"]["failed"] and not args.status else 0
+            elif args.command == "report":
+                from kdbook.report import run_analyses_notebook, run_report_notebook
+                _need_experiment(args)
+                if args.with_models and not args.with_records: raise KDBookError("--with-models copies the weights beside the records: add --with-records.")
+                if not args.max_halfwidth > 0: raise KDBookError(f"--max-halfwidth must be a positive number of points, got {args.max_halfwidth!r}.")
+                if args.analyses:   # first, so that the report links the page it wrote
+                    an = run_analyses_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, args.data_dir or None,
+                                               spec_file=args.spec_file)
+                    print(f"analyses: {an.parent / 'analyses.md'} (figures, analyses.ipynb)")
+                nb = run_report_notebook(args.experiment, args.scale, args.output_dir, args.report_dir or None, spec_file=args.spec_file,
+                                         interval=args.interval, max_halfwidth=args.max_halfwidth)
+                if args.with_records:
+                    from kdbook.report import copy_records
+                    from kdbook.tables import load_spec
+                    n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records", args.with_models)
+                    print(f"{n} records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
+                print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, gains.csv, runs.csv, figures, report.ipynb)")
+            elif args.command == "import-teacher":
+                from kdbook.teachers import guess_model, import_teacher
+                model = args.model or guess_model(args.path)
+                if not model: raise KDBookError(f"which network does {args.path!r} hold? Name it with --model (`kdbook list models`).")
+                out = import_teacher(args.path, args.source, model, args.output or f"{model}-{args.source}.pt")
+                print(f"{model} from {args.source}: {out}\nuse it as a teacher: kdbook distill --teacher-ckpt {out} ...")
+            elif args.command == "demo":
+                from kdbook.runner import demo
+                res = demo(args.output_dir, args.epochs, args.seed, args.device, log_output=not args.quiet, verbose=args.verbose)
+                print(f"\n{res['table']}\n\ntable: {res['markdown']}\nfigure: {res['figure']}")
+            elif args.config_only:
+                from kdbook.runner import launch_config
+                path = launch_config(args.notebook, notebook_params(args))
+                n = json.loads(path.read_text())["processes"]
+                print(f"config: {path}\nlaunch it on each of M machines (rank R), {n} processes in all:\n"
+                      f"  accelerate launch --multi_gpu --num_machines M --machine_rank R --main_process_ip HOST --main_process_port 29500 "
+                      f"--num_processes {n} -m kdbook.train {path}")
+            else:
+                from kdbook.runner import run_notebook
+                rec = run_notebook(args.notebook, notebook_params(args), log_output=not args.quiet, verbose=args.verbose)
+                print(f"{rec['run']}: {rec['status']}, test top-1 last {rec['last_top1']:.2f}% best {rec['best_top1']:.2f}% "
+                      f"(epoch {rec['best_epoch']})\nrecord and executed notebook: {rec['config']['output_dir']}/{rec['run']}/")
+            return 0
     except KDBookError as e:
         print(f"kdbook: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("kdbook: interrupted; completed epochs are checkpointed, run the same command again to resume.", file=sys.stderr)
-        return 130
+        why = stop_requested()
+        print(f"kdbook: {'stopped by ' + why if why else 'interrupted'}; completed epochs are checkpointed, run the same command again to resume.",
+              file=sys.stderr)
+        return 143 if why == "SIGTERM" else 130
     except Exception as e:
         from kdbook.runner import RunFailed
         if isinstance(e, RunFailed): print(f"kdbook: the run failed: {e}", file=sys.stderr)

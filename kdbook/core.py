@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'check_number', 'check_name', 'plain_name', 'Entry', 'Registry',
            'load_plugins', 'Features', 'seed_everything', 'package_root', 'data_root', 'in_test', 'file_mode',
-           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'load_yaml']
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'stop_requested', 'descendants', 'alive',
+           'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
 import dataclasses, difflib, inspect, json, math, os, random, re, sys, tempfile
@@ -219,6 +220,97 @@ def _json_default(o):
     if isinstance(o, (np.integer, np.floating)): return o.item()
     if hasattr(o, "tolist"): return o.tolist()   # tensors and arrays
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+# %% ../nbs/00_core.ipynb #ee4889da
+_STOP = {"signal": None}
+
+def stop_requested() -> str | None:
+    "The signal that asked this process to stop ('SIGTERM'), or None."
+    return _STOP["signal"]
+
+def _parents() -> dict:
+    "{parent pid: [child pids]} of every process /proc shows ({} where there is no /proc)."
+    children = {}
+    try: names = os.listdir("/proc")
+    except OSError: return children
+    for d in names:
+        if not d.isdigit(): continue
+        try: ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError): continue   # gone meanwhile
+        children.setdefault(ppid, []).append(int(d))
+    return children
+
+def descendants(pid: int | None = None) -> list:
+    "Every process below `pid` (this one by default), parents before children."
+    children, out = _parents(), []
+    todo = list(children.get(os.getpid() if pid is None else pid, []))
+    while todo:
+        p = todo.pop(0); out.append(p); todo += children.get(p, [])
+    return out
+
+def alive(pid: int) -> bool:
+    "Whether process `pid` still runs (an exited child that was not waited for is not running)."
+    try: return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        try: os.kill(pid, 0); return True
+        except OSError: return False
+
+def signal_all(pids, sig):
+    "Send `sig` to each of `pids` that still exists."
+    for p in pids:
+        try: os.kill(p, sig)
+        except (ProcessLookupError, PermissionError): pass
+
+def end_all(pids, grace: float) -> list:
+    "Give `pids` up to `grace` seconds to exit, then kill the ones left (SIGKILL); return those."
+    import time
+    deadline = time.monotonic() + grace
+    while any(alive(p) for p in pids) and time.monotonic() < deadline: time.sleep(0.05)
+    left = [p for p in pids if alive(p)]
+    import signal; signal_all(left, signal.SIGKILL)
+    return left
+
+# %% ../nbs/00_core.ipynb #76fb6f90
+class stop_on_sigterm:
+    """Within this context, SIGTERM stops this process as Ctrl-C does, after passing it on to every process below
+    (`grace` None: at once; seconds: once those have ended, or after `grace` at most). Outside the main thread it does nothing."""
+    def __init__(self, grace: float | None = None):
+        import threading
+        self.grace, self.saved, self.done = grace, None, threading.Event()
+
+    def _interrupt(self, *_):
+        raise KeyboardInterrupt(f"stopped by {_STOP['signal']}")
+
+    def _watch(self, below: list):
+        "Wake the main thread (SIGALRM) when every process below has ended, or when the grace is over."
+        import signal, threading, time
+        deadline = time.monotonic() + self.grace
+        while not self.done.wait(0.2):
+            if time.monotonic() > deadline or not any(alive(p) for p in below):
+                if not self.done.is_set(): signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+                return
+
+    def _on_term(self, signum, frame):
+        import signal, threading
+        if _STOP["signal"]: return
+        _STOP["signal"] = signal.Signals(signum).name
+        below = descendants()
+        signal_all(below, signal.SIGTERM)
+        if self.grace is None or not below: self._interrupt()
+        threading.Thread(target=self._watch, args=(below,), daemon=True).start()
+
+    def __enter__(self):
+        import signal, threading
+        if threading.current_thread() is threading.main_thread():
+            _STOP["signal"] = None
+            self.saved = (signal.signal(signal.SIGTERM, self._on_term), signal.signal(signal.SIGALRM, self._interrupt))
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        self.done.set()
+        if self.saved is not None: signal.signal(signal.SIGTERM, self.saved[0]); signal.signal(signal.SIGALRM, self.saved[1])
+        return False
 
 # %% ../nbs/00_core.ipynb #4831920a
 class _YAMLLoader(yaml.SafeLoader):

@@ -566,7 +566,10 @@ def make_loaders(dataset: str, batch_size: int, seed: int = 0, data_dir=None, tr
     return DataBundle(
         train=DataLoader(train_ds, batch_size=batch_size, sampler=EpochShuffle(len(train_ds), seed), drop_last=False,
                          collate_fn=PixelCollate(train.images) if batched else None, **kw),
-        test=DataLoader(test_ds, batch_size=eval_batch_size, shuffle=False, collate_fn=PixelCollate(test.images) if batched else None, **kw),
+        # a generator of its own: iterating a loader draws a seed from its generator, and from the global RNG without one,
+        # so that evaluating (every epoch, or every k-th) would shift the training's random stream
+        test=DataLoader(test_ds, batch_size=eval_batch_size, shuffle=False, collate_fn=PixelCollate(test.images) if batched else None,
+                        generator=torch.Generator().manual_seed(0), **kw),
         info=info, variant=train.variant, num_train=len(train_ds), classes=train.classes,
         train_views=tr_views if batched else None, test_views=te_views if batched else None)
 

@@ -12,7 +12,7 @@ __all__ = ['EXPERIMENTS', 'RELATIVE_TO', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARG
 import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
 
-from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root
+from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, stop_requested
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
 # kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
 
@@ -211,12 +211,15 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
                                 extra_arguments=KERNEL_ARGS, shutdown_kernel="immediate")
         except BaseException as e:
             ename = getattr(e, "ename", None)   # papermill: the notebook's own error
-            interrupted = isinstance(e, KeyboardInterrupt) or ename == "KeyboardInterrupt"
+            # Ctrl-C, SIGTERM (a scheduler's stop: the kernel may have died of it before recording), a preempted cluster job
+            interrupted = isinstance(e, (KeyboardInterrupt, SystemExit)) or ename == "KeyboardInterrupt" or stop_requested() is not None
             error = f"{ename}: {e.evalue}" if ename else f"{type(e).__name__}: {e}"
+            if interrupted and stop_requested(): error = f"KeyboardInterrupt: stopped by {stop_requested()}"
             remove_temporaries(run_dir)
             rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else new_record(cfg.name, cfg.role, cfg.to_dict())
             if rec["status"] == "running":   # the notebook died before or outside the trainer's own recording
                 write_record(run_dir, finish(rec, "interrupted" if interrupted else "failed", error))
+            if isinstance(e, SystemExit): raise   # submitit leaves a preempted job this way, after requeueing it
             if interrupted: raise KeyboardInterrupt() from None
             if ename in USER_ERRORS: raise KDBookError(e.evalue) from None
             raise RunFailed(run_dir, (rec.get("error") or error).splitlines()[0]) from None

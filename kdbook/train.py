@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from .core import Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, plain_name, seed_everything, unknown_choice
+from .core import (Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, descendants,
+                         end_all, plain_name, seed_everything, stop_on_sigterm, stop_requested, unknown_choice)
 from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
 from .distill import METHODS, DistillSetup, KDLoss, MethodSpec, Objective, Recipe
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
@@ -539,9 +540,16 @@ def _fresh_accelerator(r: ResolvedRun, run_dir: Path | None = None):
     if cfg.log_with and run_dir is not None:   # the tracker's files (TensorBoard's events) go to the run folder's logs/
         from accelerate.utils import ProjectConfiguration
         tracking = dict(log_with=cfg.log_with, project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")))
-    return Accelerator(cpu=cfg.device == "cpu", mixed_precision=cfg.precision,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True),
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)], **tracking)
+    # accelerate joins CPU ranks into a gloo group only when told the device is the CPU: 'auto' without CUDA is the CPU
+    # (told nothing, each rank of a `--processes 2` run trained alone, both writing the same run folder)
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.precision, dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)], **tracking)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world:
+        raise KDBookError(f"the launcher started {world} processes, but they did not join one group ({accelerator.distributed_type}); "
+                          f"device {cfg.device!r}.")
+    return accelerator
 
 
 def _tracked_config(cfg: RunConfig) -> dict:
@@ -606,8 +614,8 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     if old is not None and old["status"] == "completed": return old
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # a rank: its launcher holds the lock, and resolved 'auto' before
         if os.environ.get(PRECISION_FROM_ENV): r = dataclasses.replace(r, precision_from=os.environ[PRECISION_FROM_ENV])
-        return _fit(r, run_dir, stop_after_epoch, quiet)
-    with run_lock(run_dir):
+        with stop_on_sigterm(): return _fit(r, run_dir, stop_after_epoch, quiet)
+    with run_lock(run_dir), stop_on_sigterm():   # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded interrupted
         old = _existing_record(cfg, run_dir)   # again, now that no other process can change it
         if old is not None and old["status"] == "completed": return old
         remove_temporaries(run_dir)            # what a killed process was writing
@@ -855,8 +863,18 @@ def run(cfg: RunConfig, **kwargs) -> dict:
         # the ranks read the precision this process resolved: they record where it came from, not "asked"
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), **{PRECISION_FROM_ENV: r.precision_from})
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in proc.stdout: print(line, end="", flush=True)
-        if proc.wait():
+        try:
+            with stop_on_sigterm(grace=60):   # SIGTERM reaches the launcher and the ranks; rank 0 records the run interrupted
+                for line in proc.stdout: print(line, end="", flush=True)
+                proc.wait()
+        except KeyboardInterrupt:   # Ctrl-C, or ranks that had not ended within the grace: none is left behind
+            end_all(descendants(), 30)
+            proc.wait()
+            rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else None
+            if rec is not None and rec["status"] == "running":
+                remove_temporaries(run_dir); write_record(run_dir, finish(rec, "interrupted", f"KeyboardInterrupt: stopped by {stop_requested() or 'Ctrl-C'}"))
+            raise
+        if proc.returncode:
             error = f"{cfg.processes}-process run {cfg.name!r} failed (exit {proc.returncode})"
             rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else None
             if rec is not None and rec["status"] == "completed":
@@ -864,6 +882,7 @@ def run(cfg: RunConfig, **kwargs) -> dict:
                 # communication library's teardown, as seen once in CI) cannot change the model or the record
                 print(f"warning: {error} after the run completed and was recorded; the record stands.", file=sys.stderr, flush=True)
                 return rec
+            if rec is not None and rec["status"] == "interrupted": raise KeyboardInterrupt(f"stopped by {stop_requested() or 'a signal'}")
             if rec is not None and rec["status"] == "running":   # a rank died before it could record why
                 remove_temporaries(run_dir); write_record(run_dir, finish(rec, "failed", error + "; its output is above."))
             raise RuntimeError(f"{error}; see {run_dir / RECORD_NAME}.")

@@ -77,3 +77,12 @@ class RankAbortsAtTeardown(Distiller):
             import torch.distributed as dist
             dist.destroy_process_group = lambda *a, **k: os.abort()
         return {"zero": s.logits.sum() * 0}
+
+
+@register_method("dropout_penalty", gamma=1.0, alpha=0.0, beta=0.1, needs_teacher=False, source="tests")
+class DropoutPenalty(Distiller):
+    "A penalty on dropped-out pooled features: a training step that draws from the global RNG, as dropout in a student does."
+    needs = ("pooled",)
+
+    def forward(self, s, t, batch):
+        return {"penalty": F.dropout(s.pooled, 0.5, training=True).pow(2).mean()}

@@ -105,7 +105,7 @@ def test_the_cluster_road_runs_records_and_skips_as_the_local_one(specs, tmp_pat
     assert not (tmp_path / "other" / "toy").exists()   # nothing written
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["killed", "ctrl-c", "sigterm"])
 def test_stopped_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path, sig):
     out = tmp_path / "runs"
     args = ["reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "3", "--output-dir", str(out)]
@@ -119,8 +119,14 @@ def test_stopped_sweep_resumes_without_rerunning_completed_runs(specs, tmp_path,
         time.sleep(0.5)
     else:
         os.killpg(proc.pid, signal.SIGKILL); pytest.fail("the first run did not complete")
-    os.killpg(proc.pid, sig)   # the sweep and its running notebook: without warning, or as Ctrl-C in a terminal
-    assert proc.wait(timeout=120) == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    if sig == signal.SIGTERM:   # as a scheduler stops a job: every process of it (the notebooks' kernels run in sessions of their own)
+        from kdbook.core import descendants
+        for pid in [proc.pid, *descendants(proc.pid)]: os.kill(pid, signal.SIGTERM)
+    else: os.killpg(proc.pid, sig)   # the sweep and its running notebook: without warning, or as Ctrl-C in a terminal
+    assert proc.wait(timeout=120) == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}[sig]
+    if sig == signal.SIGTERM:   # the run in flight recorded itself interrupted, not failed
+        states = {read_record(first.parent / f"seed{s}")["status"] for s in (1, 2) if (first.parent / f"seed{s}" / "record.json").exists()}
+        assert "failed" not in states and "running" not in states, states
     kept = read_record(first)
     status = kdbook(*args, "--status")
     assert status.returncode == 0 and "r8-r8/Baseline/seed0" in status.stdout and "completed" in status.stdout

@@ -41,6 +41,18 @@ def test_resumed_run_is_bitwise_identical(road, synthetic_run, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_evaluating_less_often_leaves_the_training_unchanged(synthetic_run, tmp_path):
+    "eval_every only skips evaluations: the last epoch's weights and numbers are those of a run evaluated every epoch, "
+    "also when training draws from the global RNG (dropout), which an evaluation loader without a generator of its own would shift."
+    kw = dict(method="dropout_penalty", epochs=4, augment=True)
+    every = fit(synthetic_run(name="every", eval_every=1, **kw), quiet=True)
+    third = fit(synthetic_run(name="third", eval_every=3, **kw), quiet=True)
+    assert [("test_top1" in e) for e in third["epochs"]] == [False, False, True, True]   # the 3rd and the last
+    assert third["last_top1"] == every["last_top1"] and third["epochs"][-1]["train"] == every["epochs"][-1]["train"]
+    a, b = _weights(tmp_path / "every"), _weights(tmp_path / "third")
+    for k in a: assert torch.equal(a[k], b[k]), k
+
+
 def test_two_processes_equal_one_process_on_the_global_batch(synthetic_run, tmp_path):
     # no BatchNorm (per-process statistics); augmentation on, since the batched transforms draw their crops and flips
     # for the global batch: what is left must match, including a relational loss that couples the two halves
