@@ -217,16 +217,21 @@ def balanced_sample(split: Split, n: int, seed: int = 0) -> Split:
 def _label(spec, col: str) -> str: return spec.columns[col].get("label", col)
 
 def chosen_runs(spec, scale: str, output_dir) -> tuple:
-    "(row, {column: run folder}): per column the lowest seed's completed run with weights, in the row that has the most."
+    """(row, {column: run folder}, [why a column is left out]): per column the lowest seed's completed run with weights,
+    in the row that has the most; a column of that row whose completed runs kept no weights is named, not dropped silently."""
     from kdbook.report import collect
     runs = collect(spec, scale, output_dir)
-    done = runs[(runs.status == "completed") & runs.path.map(lambda p: (Path(p) / "model.pt").exists())] if len(runs) else runs
+    completed = runs[runs.status == "completed"] if len(runs) else runs
+    done = completed[completed.path.map(lambda p: (Path(p) / "model.pt").exists())] if len(completed) else completed
     if not len(done):
         raise KDBookError(f"no finished run of {spec.name} at scale {scale!r} under {str(output_dir)!r} kept its weights (model.pt); "
                           "the analyses read the trained networks.")
     row = done.row.value_counts().index[0]
     first = done[done.row == row].sort_values("seed").groupby("col", sort=False).first()
-    return row, {c: Path(first.loc[c, "path"]) for c in spec.columns if c in first.index}
+    missing = completed[(completed.row == row) & ~completed.col.isin(first.index)].sort_values("seed").groupby("col", sort=False).first()
+    left_out = [f"{c}: {str(Path(missing.loc[c, 'path']) / 'model.pt')!r} does not exist (its completed runs kept no weights)"
+                for c in spec.columns if c in missing.index]
+    return row, {c: Path(first.loc[c, "path"]) for c in spec.columns if c in first.index}, left_out
 
 # %% ../nbs/40_analysis.ipynb #73905c17
 def _scatter(ax, xy: np.ndarray, labels: torch.Tensor, title: str):
@@ -322,6 +327,7 @@ class Analysed:
     teacher_top1: float | None = None
     t_feats: dict | None = None
     seed: int = 0
+    left_out: list = dataclasses.field(default_factory=list)   # columns that could not be read, and why
 
     def label(self, col: str) -> str: return _label(self.spec, col)
     def colours(self) -> dict:
@@ -336,9 +342,14 @@ class Analysed:
 def gather(spec, scale: str, output_dir, data_dir=None, images: int = 1000, reference: int = 2000, seed: int = 0) -> Analysed:
     "Read the chosen runs (`chosen_runs`) and their teacher, sample the images, compute every network's features once."
     from kdbook.data import load_split
-    row, runs = chosen_runs(spec, scale, output_dir)
+    row, runs, left_out = chosen_runs(spec, scale, output_dir)
     models, records = {}, {}
-    for col, path in runs.items(): models[col], records[col] = run_model(path)
+    for col, path in list(runs.items()):
+        try: models[col], records[col] = run_model(path)
+        except Exception as e:   # a cut or foreign model.pt: named, and the other columns drawn
+            left_out.append(f"{col}: {str(Path(path) / 'model.pt')!r} cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})")
+            del runs[col]
+    if not runs: raise KDBookError(f"no run of {spec.name} at scale {scale!r} could be read: " + "; ".join(left_out))
     first = next(iter(records.values()))
     dataset = first["config"]["dataset"]
     # the dataset folder: as given, else the run's own when it exists here (a committed record says $DATA_DIR), else KDBOOK_DATA / data/
@@ -348,7 +359,7 @@ def gather(spec, scale: str, output_dir, data_dir=None, images: int = 1000, refe
     ref = balanced_sample(load_split(dataset, "train", data_dir), reference, seed)
     view = eval_view(dataset, first["config"].get("image_size"))
     a = Analysed(spec, scale, row, runs, models, records, test, ref, view,
-                 {c: block_features(m, test.images, view) for c, m in models.items()}, seed=seed)
+                 {c: block_features(m, test.images, view) for c, m in models.items()}, seed=seed, left_out=left_out)
     with_teacher = next((r for r in records.values() if r["config"].get("teacher") and r["config"].get("teacher_ckpt")), None)
     if with_teacher:
         a.teacher, a.teacher_note, a.teacher_top1 = run_teacher(with_teacher)
@@ -476,6 +487,9 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
                    f"Teacher: {a.teacher_note}. Separability: leave-one-out 5-NN accuracy (cosine) in the full feature space. Redraw: "
                    f"`kdbook report {spec.name} --scale {scale} --output-dir <the sweep's folder, or a committed report's records/> "
                    f"--analyses --data-dir <a folder with the {dataset} images>`.", ""]
+    if a.left_out:
+        for why in a.left_out: say(f"left out: {why}")
+        page.lines += ["## Runs left out", "", "These columns are in no figure below:", ""] + [f"- {why}" for why in a.left_out] + [""]
     for section in SECTIONS: section(a, page)
     text = "\n".join(page.lines)
     atomic_write_text(page.out / "analyses.md", text)

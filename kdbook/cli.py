@@ -7,11 +7,11 @@ __all__ = ['LISTS', 'METAVARS', 'NOTEBOOK_COMMANDS', 'registries', 'list_lines',
            'build_parser', 'main', 'console']
 
 # %% ../nbs/30_cli.ipynb #92e46203
-import argparse, json, re, sys
+import argparse, json, os, re, sys
 from pathlib import Path
 
 
-from .core import KDBookError, load_yaml, stop_on_sigterm, stop_requested
+from .core import KDBookError, check_positive, load_yaml, stop_on_sigterm, stop_requested
 
 # %% ../nbs/30_cli.ipynb #3f0c6a55
 def registries() -> dict:
@@ -132,6 +132,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    "ready runs, through submitit, from a login node), submitit-local (the same road, on this machine)")
     r.add_argument("--slurm", default="", metavar="YAML", help="submitit/Slurm parameters, e.g. '{slurm_partition: gpu, timeout_min: 720, "
                    "gpus_per_node: 1, cpus_per_task: 8}'")
+    r.add_argument("--max-grid", default=None, type=int, metavar="N", help="expand a spec's grid column up to N cells (default 1000)")
     r.add_argument("--status", action="store_true", help="show which runs are done, running, failed or pending, and the time left; run nothing")
     it = sub.add_parser("import-teacher", formatter_class=fmt, help="make a RepDistiller or mdistiller CIFAR teacher checkpoint a kdbook one",
                         description="Make a CIFAR teacher released with RepDistiller or mdistiller (their cifar_teachers: resnet56, resnet110, "
@@ -150,6 +151,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rp.add_argument("--scale", default="cpu", help="smoke, cpu, paper or a scale of the spec's own")
     rp.add_argument("--output-dir", default="runs/reproduce", help="root of the sweep folders (as given to reproduce)")
     rp.add_argument("--report-dir", default="", help="where to write the report (empty: <output-dir>/<experiment>/<scale>/report)")
+    rp.add_argument("--max-grid", default=None, type=int, metavar="N", help="expand a spec's grid column up to N cells (default 1000)")
     rp.add_argument("--interval", default="t", choices=("t", "bootstrap"), help="the gains' 95%% intervals: Student's t over the paired "
                     "differences (Welch's where seeds do not pair), or a percentile bootstrap")
     rp.add_argument("--max-halfwidth", default=2.0, type=float, metavar="POINTS", help="the widest interval (half-width, points) whose "
@@ -167,6 +169,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
+        if getattr(args, "max_grid", None) is not None:   # for this process and the notebooks it runs (kdbook.tables.max_grid)
+            check_positive("--max-grid", args.max_grid); os.environ["KDBOOK_MAX_GRID"] = str(args.max_grid)
         with stop_on_sigterm(grace=30):   # a scheduler's SIGTERM: the run below records itself interrupted, then this ends
             if args.command == "list":
                 print("\n".join(list_lines(args.what)))
@@ -228,8 +232,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 143 if why == "SIGTERM" else 130
     except Exception as e:
-        from kdbook.runner import RunFailed
+        from kdbook.runner import NotebookFailed, RunFailed
         if isinstance(e, RunFailed): print(f"kdbook: the run failed: {e}", file=sys.stderr)
+        elif isinstance(e, NotebookFailed): print(f"kdbook: the notebook failed: {e}", file=sys.stderr)
         else: print(f"kdbook: failed: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}", file=sys.stderr)
         return 1
 

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'check_number', 'check_name', 'plain_name', 'Entry', 'Registry',
            'load_plugins', 'Features', 'seed_everything', 'package_root', 'data_root', 'in_test', 'file_mode',
-           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'stop_requested', 'descendants', 'alive',
-           'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'links_out', 'refuse_links_out', 'stop_requested',
+           'descendants', 'alive', 'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
 import dataclasses, difflib, inspect, json, math, os, random, re, sys, tempfile
@@ -220,6 +220,30 @@ def _json_default(o):
     if isinstance(o, (np.integer, np.floating)): return o.item()
     if hasattr(o, "tolist"): return o.tolist()   # tensors and arrays
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+# %% ../nbs/00_core.ipynb #45438402
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+def links_out(folder, root) -> list:
+    "Symbolic links that lead out of `root`: on the way from `root` down to `folder`, `folder` itself, and anything under it."
+    root_real, folder = Path(root).resolve(), Path(os.path.abspath(folder))
+    start = Path(os.path.abspath(root))
+    chain = [folder, *folder.parents]
+    chain = list(reversed(chain[:chain.index(start)])) if start in chain else [folder]
+    bad = [p for p in chain if p.is_symlink() and not _inside(p.resolve(), root_real)]
+    if folder.is_dir() and not folder.is_symlink():
+        for top, dirs, files in os.walk(folder, followlinks=False):
+            bad += [Path(top) / n for n in sorted(dirs + files)
+                    if (Path(top) / n).is_symlink() and not _inside((Path(top) / n).resolve(), root_real)]
+    return [str(p) for p in bad]
+
+def refuse_links_out(folder, root, what: str = "run folder"):
+    "Raise `KDBookError` naming the links under `folder` (or on the way to it) that lead out of `root`, the folder the user gave."
+    if bad := links_out(folder, root):
+        raise KDBookError(f"{what} {str(folder)!r} holds links that lead out of {str(root)!r} ({', '.join(bad[:5])}"
+                          f"{', ...' if len(bad) > 5 else ''}); kdbook writes and deletes only under the folder you gave: "
+                          "remove the links, or copy what they point at in their place.")
 
 # %% ../nbs/00_core.ipynb #ee4889da
 _STOP = {"signal": None}

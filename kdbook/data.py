@@ -187,7 +187,8 @@ CACHE_FORMAT = "kdbook-decoded-1"
 def _cache_key(root: Path, files: list, sizes: list, size: int | None) -> str:
     import hashlib
     h = hashlib.sha256(f"{CACHE_FORMAT} size={size}\n".encode())
-    h.update("".join(f"{f}\t{n}\n" for f, n in zip(files, sizes)).encode())
+    # a name that is not valid UTF-8 (old archives) reaches Python with escaped bytes: hashed as the bytes it has on disk
+    h.update("".join(f"{f}\t{n}\n" for f, n in zip(files, sizes)).encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 def _cache_dirs(root: Path) -> list:

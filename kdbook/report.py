@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['GAIN_COLUMNS', 'FOCUS', 'CAPTIONS', 'collect', 'teacher_accuracy', 'aggregate', 'baseline_column', 'published_gain',
            'gains', 'markdown_report', 'gains_markdown', 'plot_vs_published', 'main_epochs', 'plot_method_curves',
-           'plot_loss_terms', 'plot_gains', 'grid_frame', 'plot_grid', 'grid_markdown', 'write_report',
+           'plot_loss_terms', 'plot_gains', 'grid_frame', 'plot_grid', 'grid_markdown', 'report_folder', 'write_report',
            'notebook_inputs', 'copy_records', 'execute_into', 'run_report_notebook', 'run_analyses_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import KDBookError, atomic_write, atomic_write_text, package_root
-from .results import RECORD_NAME, read_record
+from .core import KDBookError, atomic_write, atomic_write_text, package_root, refuse_links_out
+from .results import RECORD_NAME, read_record, record_problem
 from .tables import Spec, grid_label, load_spec, probe_dataset, published_number, sweep_dir
 from .stats import LEVEL, MAX_HALFWIDTH, gain, seeds_for_halfwidth, sign, verdict
 from .viz import legend_outside, markdown_table, method_colour
@@ -26,7 +26,13 @@ def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame
     root, rows = sweep_dir(output_dir, spec.name, scale), []
     for c in spec.cells:
         for path in sorted((root / c.row / c.col).glob(f"seed*/{RECORD_NAME}")):
-            rec = read_record(path)
+            try: rec = read_record(path); problem = record_problem(rec)
+            except KDBookError as e: problem = str(e)
+            if problem:   # named in the report and left out of its cell: never averaged, never a traceback
+                seed = path.parent.name[4:]
+                rows.append({"row": c.row, "col": c.col, "seed": int(seed) if seed.isdigit() else None, "status": "unusable",
+                             "epochs": 0, "error": problem, "path": str(path.parent)})
+                continue
             status, last, best = rec["status"], rec["last_top1"], rec["best_top1"]
             if c.probe and status == "completed":   # the cell's number is the probe's (HKD Table 4)
                 from kdbook.analysis import read_probe
@@ -58,7 +64,9 @@ def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduc
         top1 = (read_probe(rec_dir, probe) or {}).get("top1")
         return top1, top1
     if (rec_dir / RECORD_NAME).exists():
-        r = read_record(rec_dir)
+        try: r = read_record(rec_dir)
+        except KDBookError: return None, None   # an unreadable teacher record: no teacher column rather than a traceback
+        if record_problem(r): return None, None
         return r["last_top1"], r["best_top1"]
     ckpt = spec.teachers[tid]["checkpoint"].get(scale)
     if ckpt and Path(ckpt).exists():
@@ -189,6 +197,10 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
     failed = runs[runs.status == "failed"] if len(runs) else runs
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- `{f.row}/{f.col}/seed{f.seed}`: {f.error}" for f in failed.itertuples()]
+    unusable = runs[runs.status == "unusable"] if len(runs) else runs
+    if len(unusable):
+        lines += ["", "## Records left out", "", "These records cannot be read as runs; they are in no cell, no gain and no figure:", ""]
+        lines += [f"- `{u.row}/{u.col}/{Path(u.path).name}`: {u.error}" for u in unusable.itertuples()]
     spec_only = cells[(cells.spec_only != "") & (cells.n == 0)]
     if len(spec_only):
         lines += ["", "## Not run (spec only)", ""]
@@ -470,6 +482,14 @@ def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
     return "\n".join(out)
 
 # %% ../nbs/26_report.ipynb #cf7bae89
+def report_folder(report_dir, output_dir, experiment: str, scale: str) -> Path:
+    "The report's folder (default: the sweep folder's `report/`), made; a file in its way or no permission is refused first."
+    from kdbook.train import check_output_dir
+    out = Path(report_dir) if report_dir else sweep_dir(output_dir, experiment, scale) / "report"
+    check_output_dir(out, "report folder").mkdir(parents=True, exist_ok=True)
+    refuse_links_out(out, out, "report folder")   # its files and records/ are written and replaced: none through a link out
+    return out
+
 CAPTIONS = {   # one line under each figure of report.md
     "gains.png": "Gain over the baseline of the same seed at the {epoch} epoch: the mean with its {level}% interval, one dot per seed, ◇ the published gain.",
     "measured_vs_published.png": "Measured test {metric} at the {epoch} epoch (mean ± sd over seeds; no bar for one run) beside the published value (◇).",
@@ -500,8 +520,7 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
     runs = collect(spec, scale, output_dir)
     if not len(runs): raise KDBookError(f"no runs of {experiment} at scale {scale!r} under {str(sweep_dir(output_dir, experiment, scale))!r}; "
                                         f"run `kdbook reproduce {experiment} --scale {scale}` first.")
-    out = Path(report_dir) if report_dir else sweep_dir(output_dir, experiment, scale) / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(report_dir, output_dir, experiment, scale)
     cells = aggregate(spec, runs, scale, output_dir)
     g = gains(spec, runs, LEVEL, interval, max_halfwidth)
     grid = grid_frame(spec, cells)
@@ -542,7 +561,9 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
     root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
     first = {}   # cell folder -> its lowest completed seed's folder
     for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
-        rec = read_record(path)
+        try: rec = read_record(path)
+        except KDBookError: continue          # the report names it under 'Records left out'
+        if record_problem(rec): continue
         anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": package_root(),
                    "$DATA_DIR": rec["config"].get("data_dir") or ""}
         target = dest / spec.name / scale / path.parent.relative_to(root)
@@ -561,16 +582,22 @@ def execute_into(out: Path, notebook: str, parameters: dict, paths: dict, log_ou
     """Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine:
     the `paths` parameters reach it relative to `out` (relative_to 'here'), so that the copy runs again from where it lies."""
     import papermill as pm
-    from kdbook.runner import KERNEL_ARGS, notebooks_dir
+    from kdbook.runner import KERNEL_ARGS, USER_ERRORS, NotebookFailed, notebooks_dir
     rel = {k: os.path.relpath(Path(v).resolve(), out) if v else "" for k, v in paths.items()}
     parameters = {**parameters, **rel, "relative_to": "here"}
     tmp = out / f".{Path(notebook).stem}.tmp.ipynb"   # papermill wants the .ipynb ending
-    try:
-        pm.execute_notebook(str(notebooks_dir() / notebook), str(tmp), kernel_name="python3", cwd=str(out), parameters=parameters,
-                            log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
+    def keep():   # the executed copy, named as the input and naming no machine
         nb = json.loads(tmp.read_text())
         nb["metadata"]["papermill"].update(input_path=f"nbs/experiments/{notebook}", output_path=notebook)
         atomic_write_text(out / notebook, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    try:
+        pm.execute_notebook(str(notebooks_dir() / notebook), str(tmp), kernel_name="python3", cwd=str(out), parameters=parameters,
+                            log_output=log_output, progress_bar=False, extra_arguments=KERNEL_ARGS)
+        keep()
+    except pm.PapermillExecutionError as e:   # the notebook's own error reaches the terminal, with the copy that shows where
+        if e.ename in USER_ERRORS: raise KDBookError(e.evalue) from None
+        if tmp.exists(): keep()
+        raise NotebookFailed(out / notebook, f"{e.ename}: {e.evalue}") from None
     finally: tmp.unlink(missing_ok=True)
     return out / notebook
 
@@ -582,8 +609,7 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
     if not len(collect(spec, scale, output_dir)):   # refuse before writing anything
         raise KDBookError(f"no runs of {spec.name} at scale {scale!r} under {str(sweep_dir(output_dir, spec.name, scale))!r}; "
                           f"run `kdbook reproduce {spec.name} --scale {scale}` first.")
-    out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
     return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale, "interval": interval, "max_halfwidth": max_halfwidth},
                         {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)
 
@@ -593,9 +619,8 @@ def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir
     from kdbook.analysis import chosen_runs
     spec = load_spec(experiment, spec_file or None)
     scale = spec.check_scale(scale)
-    chosen_runs(spec, scale, output_dir)   # refuse before writing anything: no finished run kept its weights
-    out = Path(report_dir).resolve() if report_dir else sweep_dir(output_dir, spec.name, scale) / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    chosen_runs(spec, scale, output_dir)   # refuse before writing anything if no finished run kept its weights
+    out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
     # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
     # commit) then names no folder of this machine
     from unittest.mock import patch

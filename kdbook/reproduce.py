@@ -11,7 +11,7 @@ __all__ = ['RUNNING_ELSEWHERE', 'INTERRUPTED', 'LAUNCHERS', 'Job', 'parse_shard'
 import dataclasses, fnmatch, json, os, shutil, statistics, subprocess, sys, time
 from pathlib import Path
 
-from .core import KDBookError, atomic_write_text, check_positive, stop_on_sigterm, stop_requested, unknown_choice
+from .core import KDBookError, atomic_write_text, check_positive, refuse_links_out, stop_on_sigterm, stop_requested, unknown_choice
 from .results import RECORD_NAME, RunLocked, finish, lock_held, new_record, read_record, run_lock, write_record
 from .tables import Cell, Spec, load_spec, probe_dataset, scaled_params, sweep_dir, teacher_params
 
@@ -49,6 +49,18 @@ def needs_teacher(cell: Cell) -> bool:
     from kdbook.distill import METHODS
     return METHODS.get(cell.params["method"]).uses_teacher(cell.params.get("alpha"), cell.params.get("beta"))
 
+def _check_teacher_file(spec: Spec, tid: str, ckpt: str, dataset: str, checked: set):
+    "A teacher checkpoint must hold the spec's architecture and the dataset's class count: refused at plan time, before any run folder."
+    from kdbook.data import dataset_info
+    from kdbook.models import read_checkpoint
+    if (ckpt, dataset) in checked: return
+    meta, want = read_checkpoint(ckpt), dataset_info(dataset).num_classes
+    if meta.get("model") != spec.teachers[tid]["model"]:
+        raise KDBookError(f"teacher {tid!r} of {spec.name}: {ckpt!r} holds a {meta.get('model')!r}, the spec names a {spec.teachers[tid]['model']!r}.")
+    if meta.get("num_classes") != want:
+        raise KDBookError(f"teacher {tid!r} of {spec.name}: {ckpt!r} has {meta.get('num_classes')} classes, {dataset} has {want}.")
+    checked.add((ckpt, dataset))
+
 def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(), shard=None, run_settings=None) -> dict:
     "The jobs of a sweep: {'teachers': [...], 'students': [...], 'spec_only': [(cell key, reason)]}."
     spec.check_scale(scale)
@@ -64,7 +76,7 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     if shard:
         i, n = parse_shard(shard)
         students = students[i - 1::n]
-    teachers = {}
+    teachers, checked = {}, set()
     for job in students:
         if not needs_teacher(job.cell): continue
         tid, t = job.cell.teacher, spec.teachers[job.cell.teacher]
@@ -77,7 +89,9 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
             job.teacher, ckpt = key, str(root / "teachers" / tid / "model.pt")
         elif ckpt not in ("untrained", "pretrained") and not Path(ckpt).exists():
             raise KDBookError(f"teacher {tid!r} of {spec.name} at scale {scale!r}: checkpoint {ckpt!r} does not exist.")
+        if ckpt not in ("untrained", "pretrained") and Path(ckpt).exists(): _check_teacher_file(spec, tid, ckpt, job.params["dataset"], checked)
         job.params.update(teacher_ckpt=ckpt, teacher=t["model"])
+    for job in [*teachers.values(), *students]: refuse_links_out(job.run_dir, output_dir)   # before any run writes
     return {"root": root, "teachers": list(teachers.values()), "students": students,
             "spec_only": [(c.key, c.spec_only) for c in cells if c.spec_only]}
 
@@ -333,13 +347,13 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
     if not status_only: check_output_dir(output_dir)
     p = plan(spec, scale, seeds, output_dir, only, shard, run_settings)
     jobs = p["teachers"] + p["students"]
-    for key, why in p["spec_only"]: say(f"{key}: spec only, not run ({why})")
-    if not jobs: raise KDBookError(f"nothing to run in {experiment} with the cells selected (all are spec only).")
+    if p["spec_only"]: say(f"{len(p['spec_only'])} cell(s) spec only, not run: " + "; ".join(sorted({why for _, why in p['spec_only']})))
+    if not jobs: raise KDBookError(f"nothing to run in {spec.name} with the cells selected (all are spec only).")
     if status_only:
         say(status_table(jobs)); st = sweep_status(jobs, workers); say(status_line(st)); return st
     data_dir = (run_settings or {}).get("data_dir") or None
     for ds in sorted({j.params["dataset"] for j in jobs} | {j.probe for j in p["students"] if j.probe}): load_split(ds, "test", data_dir)
-    say(f"{experiment} at scale {scale}: {len(p['students'])} runs ({seeds} seed(s)), {len(p['teachers'])} teacher(s) to train, "
+    say(f"{spec.name} at scale {scale}: {len(p['students'])} runs ({seeds} seed(s)), {len(p['teachers'])} teacher(s) to train, "
         f"{workers} worker(s); folder {p['root']}")
     runner = None if launcher == "processes" else \
         SubmititLauncher(p["root"] / "submitit", "slurm" if launcher == "slurm" else "local", slurm)

@@ -5,14 +5,15 @@
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'RELATIVE_TO', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARGS', 'NOISE', 'notebooks_dir', 'notebook_path',
            'notebook_parameters', 'smoke_config', 'repo_path', 'teacher_config', 'distill_config', 'needs_teacher_run',
-           'teacher_for', 'teacher_first', 'prepare', 'AtomicNotebookIO', 'RunFailed', 'NotebookNoise', 'run_notebook',
-           'launch_config', 'demo']
+           'teacher_for', 'teacher_first', 'prepare', 'AtomicNotebookIO', 'RunFailed', 'NotebookFailed',
+           'NotebookNoise', 'run_notebook', 'launch_config', 'demo']
 
 # %% ../nbs/22_runner.ipynb #e11b9d5f
 import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
 
-from .core import KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, stop_requested
+from .core import (KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, refuse_links_out,
+                         stop_requested)
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
 # kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
 
@@ -120,7 +121,7 @@ _PATHS = ("data_dir", "output_dir", "teacher_ckpt")
 
 def prepare(notebook: str, params: dict) -> tuple:
     "Check `params` for `notebook`; return (resolved RunConfig, the parameters to inject)."
-    from kdbook.train import resolve
+    from kdbook.train import existing_record, resolve
     declared = notebook_parameters(notebook)
     for k in params:
         if k not in declared: raise unknown_choice(f"parameter of notebook {notebook!r}", k, declared)
@@ -140,6 +141,8 @@ def prepare(notebook: str, params: dict) -> tuple:
         else: cfg = dataclasses.replace(cfg, teacher_ckpt="untrained", teacher=cfg.teacher or "resnet20")   # its architecture, for the checks
     cfg = resolve(cfg).cfg
     params["name"] = cfg.name
+    existing_record(cfg, Path(cfg.output_dir) / cfg.name)   # a folder holding another configuration is refused before anything is written
+    refuse_links_out(Path(cfg.output_dir) / cfg.name, cfg.output_dir)   # and one whose links would lead writes elsewhere
     return cfg, params
 
 # %% ../nbs/22_runner.ipynb #3ca7e719
@@ -164,6 +167,13 @@ class RunFailed(Exception):
     def __init__(self, run_dir, error: str):
         self.run_dir, self.error = Path(run_dir), error
         super().__init__(f"{error}\nrecord: {self.run_dir / RECORD_NAME}\nexecuted notebook: {self.run_dir / 'notebook.ipynb'}")
+
+class NotebookFailed(Exception):
+    "A report or analyses notebook that failed: its own error (type and message), and where its executed copy is."
+    exit_code = 1
+    def __init__(self, notebook, error: str):
+        self.notebook, self.error = Path(notebook), error
+        super().__init__(f"{error}\nexecuted notebook: {self.notebook}")
 
 USER_ERRORS = ("KDBookError", "DatasetNotFound", "RunLocked")   # raised in a kernel, they are still bad input
 # The kernel's own log: only what is critical. At ERROR it prints its transport notices, and after Ctrl-C (which

@@ -86,3 +86,17 @@ class DropoutPenalty(Distiller):
 
     def forward(self, s, t, batch):
         return {"penalty": F.dropout(s.pooled, 0.5, training=True).pow(2).mean()}
+
+
+@register_method("rank_dies_early", gamma=1.0, alpha=0.0, beta=1.0, needs_teacher=False, source="tests")
+class RankDiesEarly(Distiller):
+    "Rank 1 dies while rank 0 is still setting up, before any record exists: the launching process must record it (test only)."
+    needs = ("logits",)
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        import time
+        if int(os.environ.get("RANK", "0")) == 1: os._exit(3)
+        if int(os.environ.get("RANK", "0")) == 0: time.sleep(60)   # still starting when the launcher stops it
+
+    def forward(self, s, t, batch): return {"zero": s.logits.sum() * 0}

@@ -37,3 +37,20 @@ def test_cifar10_small_is_a_stratified_tenth(cifar10_root):
     assert torch.bincount(labels).tolist() == [500] * 10
     full = load_split("cifar10", "train", cifar10_root, download=False).labels
     assert torch.equal(labels, full[stratified_subset(full, 0.1, 3)])
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_cached(tmp_path):
+    "Old archives hold names in other encodings: such a file is read like any other, and the decoded cache is keyed on its bytes."
+    import os
+    from PIL import Image
+    from kdbook.data import read_image_folder
+    for c, cls in enumerate(("cat", "dog")):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (8, 8), (100 * c, 0, 0)).save(tmp_path / cls / "0000.jpg")
+    odd = os.fsdecode(b"caf\xe9.jpg")                              # Latin-1 'café': not valid UTF-8
+    Image.new("RGB", (8, 8), (0, 200, 0)).save(tmp_path / "dog" / odd)
+    images, labels, classes = read_image_folder(tmp_path)
+    assert classes == ["cat", "dog"] and labels.tolist() == [0, 1, 1] and images.shape == (3, 3, 8, 8)
+    again, _, _ = read_image_folder(tmp_path)                       # from the cache, keyed on the name's bytes
+    assert torch.equal(images, again)
+    assert any(p.suffix == ".npy" for p in (tmp_path.parent / ".kdbook-cache").iterdir())

@@ -96,3 +96,28 @@ def test_writes_stay_under_the_folder_the_user_gave(tmp_path):
                           method_params={"teacher_head": "../../x/head.pt"}, output_dir=str(out)), check_data=False).cfg
     assert "/" not in c.name and (out / c.name).resolve().parent == out.resolve()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_no_write_or_delete_goes_through_a_link_out_of_the_output_folder(synthetic_run, tmp_path, capsys):
+    "A run folder whose checkpoints/ leads elsewhere (copied from a shared scratch space) is refused by every road that writes."
+    from kdbook.cli import main
+    from kdbook.core import KDBookError
+    cfg = interrupted_run(synthetic_run, "linked")
+    run_dir, elsewhere = tmp_path / "linked", tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    (run_dir / "checkpoints").rename(elsewhere)
+    (run_dir / "checkpoints").symlink_to(elsewhere)
+    before, kept = snapshot(elsewhere), snapshot(run_dir)
+    with pytest.raises(KDBookError, match="holds links that lead out of"): fit(cfg, quiet=True)           # the library
+    code = main(["distill", "--dataset", "synthetic", "--student", cfg.model, "--method", "baseline", "--epochs", "2", "--batch-size", "32",
+                 "--precision", "no", "--output-dir", str(tmp_path), "--name", "linked", "--extra", "{max_steps_per_epoch: 2}"])   # the command
+    err = capsys.readouterr().err
+    assert code == 2 and str(run_dir / "checkpoints") in err, err
+    assert snapshot(elsewhere) == before and snapshot(run_dir) == kept   # nothing written or deleted there, nor here
+    # a report folder with a link out in it
+    report = tmp_path / "report"; report.mkdir(); (report / "records").symlink_to(elsewhere)
+    from kdbook.report import report_folder
+    with pytest.raises(KDBookError, match="report folder"): report_folder(report, tmp_path, "irg_table4", "smoke")

@@ -122,6 +122,16 @@ def test_a_rank_that_dies_fails_the_run_and_is_recorded(synthetic_run, tmp_path)
     assert not (tmp_path / "dies" / "model.pt").exists()
 
 
+def test_a_rank_that_dies_before_any_record_exists_is_recorded_by_the_launching_process(synthetic_run, tmp_path):
+    # rank 0 is still setting up (no record yet) when rank 1 dies and the launcher stops it: whatever the timing on a
+    # loaded machine, the process that launched them records the run failed
+    cfg = synthetic_run(name="early", method="rank_dies_early", processes=2, device="cpu", model="convnet_nobn", epochs=1)
+    with pytest.raises(RuntimeError, match=r"2-process run 'early' failed \(exit [1-9]"):
+        run(cfg)
+    rec = read_record(tmp_path / "early")
+    assert rec["status"] == "failed" and "2-process run 'early' failed" in rec["error"] and rec["epochs"] == []
+
+
 def test_a_rank_that_aborts_after_the_run_completed_leaves_the_completed_record(synthetic_run, tmp_path, capfd):
     # rank 0 writes "completed" after every rank's last collective; rank 1 then aborts in its teardown (SIGABRT): the
     # launcher fails, but nothing the run made can change any more, so the record stands and the abort is reported
