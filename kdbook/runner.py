@@ -107,13 +107,16 @@ def teacher_for(cfg: "RunConfig") -> "RunConfig":
 def teacher_first(cfg: "RunConfig", say=print) -> "RunConfig":
     "`cfg` with a teacher: the one it names, else one trained first by `teacher_for` (a completed run of it is reused)."
     if not needs_teacher_run(cfg): return cfg
-    from kdbook.train import resolve, run
-    tcfg = resolve(teacher_for(cfg)).cfg
+    from kdbook.train import config_changes, resolve, run
+    given = teacher_for(cfg)
+    tcfg = resolve(given).cfg
     where = Path(tcfg.output_dir) / tcfg.name
+    done = (where / RECORD_NAME).exists() and (old := read_record(where))["status"] == "completed" and not config_changes(old["config"], tcfg)
     if where.is_relative_to(package_root()): where = where.relative_to(package_root())   # the repository's runs/, said as such
-    say(f"no teacher checkpoint given: training the teacher first ({tcfg.model} on {tcfg.dataset}, {tcfg.epochs} epochs, "
-        f"{where}); a completed run of it is reused")
-    rec = run(tcfg)
+    if done: say(f"no teacher checkpoint given: the teacher trained before is reused ({tcfg.model} on {tcfg.dataset}, {where})")
+    else: say(f"no teacher checkpoint given: training the teacher first ({tcfg.model} on {tcfg.dataset}, {tcfg.epochs} epochs as the "
+              f"student, {where}); a completed run of it is reused")
+    rec = run(given)   # as given: the run resolves it, and records where its precision came from
     return dataclasses.replace(cfg, teacher_ckpt=str(Path(tcfg.output_dir) / rec["run"] / "model.pt"), teacher=tcfg.model)
 
 # %% ../nbs/22_runner.ipynb #94a654b1

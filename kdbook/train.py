@@ -4,24 +4,24 @@
 
 # %% auto #0
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'STATE_FORMAT', 'WATCHING', 'PLACES',
-           'PRECISION_FROM_ENV', 'RunConfig', 'scaled_milestones', 'default_lr', 'check_output_dir', 'ResolvedRun',
-           'resolve', 'cpu_flags', 'bf16_native', 'check_device', 'check_tracker', 'run_name', 'DistillModule',
-           'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state', 'latest_checkpoint',
-           'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress', 'progress_bar',
-           'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory', 'check_param_groups',
-           'config_changes', 'existing_record', 'fit', 'beta_ramp', 'save_method_state', 'Training', 'build_module',
-           'build_optimizer', 'build_training', 'start_record', 'run_epoch', 'save_student', 'finish_run',
-           'launch_command', 'run', 'main']
+           'PRECISION_FROM_ENV', 'RunConfig', 'scaled_milestones', 'default_lr', 'check_torch_pair', 'check_output_dir',
+           'ResolvedRun', 'resolve', 'cpu_flags', 'bf16_native', 'check_device', 'check_tracker', 'run_name',
+           'DistillModule', 'build_objective', 'frozen_teacher', 'step_schedule', 'rng_state', 'set_rng_state',
+           'latest_checkpoint', 'remove_temporaries', 'save_training_state', 'load_training_state', 'LineProgress',
+           'progress_bar', 'TrainingDiverged', 'apply_views', 'train_epoch', 'evaluate', 'keep_freed_memory',
+           'check_param_groups', 'config_changes', 'existing_record', 'fit', 'beta_ramp', 'save_method_state',
+           'Training', 'build_module', 'build_optimizer', 'build_training', 'start_record', 'run_epoch', 'save_student',
+           'finish_run', 'launch_command', 'run', 'main']
 
 # %% ../nbs/20_train.ipynb #9a1e4edf
-import dataclasses, hashlib, json, math, os, random, re, shutil, subprocess, sys, time
+import dataclasses, functools, hashlib, json, math, os, random, re, shutil, subprocess, sys, time, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
+from tqdm import TqdmWarning, tqdm
 
 from .core import (Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, descendants,
                          end_all, plain_name, refuse_links_out, seed_everything, stop_on_sigterm, stop_requested, unknown_choice)
@@ -29,6 +29,10 @@ from .data import DATASETS, dataset_info, epoch_generator, load_split, make_load
 from .distill import METHODS, DistillSetup, KDLoss, MethodSpec, Objective, Recipe
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
 from .results import LOCK_ENV, add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
+
+# accelerate imports tqdm.auto, which in a kernel without ipywidgets warns into every notebook; kdbook draws no widget
+warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+
 
 # %% ../nbs/20_train.ipynb #07c3416e
 PAPER_EPOCHS, PAPER_MILESTONES = 240, (150, 180, 210)   # RepDistiller train_student.py --lr_decay_epochs
@@ -110,15 +114,29 @@ def _check_types(cfg: RunConfig):
 
 # %% ../nbs/20_train.ipynb #c369113f
 def scaled_milestones(epochs: int) -> tuple:
-    "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`."
+    "RepDistiller's milestones (150, 180, 210 of 240 epochs) at the same fractions of `epochs`; repeats and ones at or past the end dropped."
     if epochs == PAPER_EPOCHS: return PAPER_MILESTONES
-    return tuple(max(1, round(m * epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES)
+    # a decay at or after the last epoch changes nothing (2 epochs would read (1, 2, 2)): left out, so the record says what ran
+    return tuple(sorted({m for m in (max(1, round(m * epochs / PAPER_EPOCHS)) for m in PAPER_MILESTONES) if m < epochs}))
 
 def default_lr(model: str) -> float:
     "0.05, or 0.01 for the light students (RepDistiller: MobileNetV2, ShuffleV1, ShuffleV2)."
     base, _ = split_model_name(model)
     light = base in MODELS and MODELS.entry(base).meta.get("light", False)
     return 0.01 if light else 0.05
+
+@functools.cache
+def check_torch_pair():
+    "torchvision must be built for the installed torch: a mismatched pair (easy with a second package index) is refused at start-up, saying which to install."
+    try: import torchvision   # noqa: F401  (its C++ operators register against torch here)
+    except (RuntimeError, ImportError, OSError) as e:
+        from importlib.metadata import PackageNotFoundError, version
+        try: tv = version("torchvision")
+        except PackageNotFoundError: tv = "(not installed)"
+        major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+        raise KDBookError(f"torchvision {tv} does not work with torch {torch.__version__} ({(str(e).splitlines() or [''])[0]}); install a "
+                          f"matching pair from one index: torch {major}.{minor} goes with torchvision 0.{minor + 15} "
+                          f"(pip install 'torch=={major}.{minor}.*' 'torchvision==0.{minor + 15}.*').") from e
 
 def _check_model(name, what):
     base, _ = split_model_name(name)
@@ -174,6 +192,7 @@ class ResolvedRun:
 
 def resolve(cfg: RunConfig, check_data: bool = True) -> ResolvedRun:
     "The run `cfg` checked, with every default filled in; raises `KDBookError` on bad input, before anything is written."
+    check_torch_pair()
     _check_types(cfg)
     c = dataclasses.replace(cfg, method_params=dict(cfg.method_params))
     DATASETS.entry(c.dataset); _check_model(c.model, "model")
@@ -428,9 +447,10 @@ class LineProgress:
     def close(self): pass
 
 def progress_bar(total: int, desc: str, enabled: bool):
-    "A tqdm bar when someone watches a terminal or notebook, else `LineProgress` (None when disabled)."
+    "A tqdm bar when someone watches a terminal, else `LineProgress`: a notebook or a log (None when disabled)."
     if not enabled: return None
-    mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() or "ipykernel" in sys.modules else "lines")
+    # a notebook (JupyterLab, papermill) keeps every redraw of a text bar as a line of its output: lines at a sensible rate there
+    mode = os.environ.get("KDBOOK_PROGRESS") or ("bar" if sys.stderr.isatty() else "lines")
     return tqdm(total=total, desc=desc, leave=False, mininterval=1) if mode == "bar" else LineProgress(total, desc)
 
 # %% ../nbs/20_train.ipynb #93e8fa55
@@ -854,10 +874,11 @@ def launch_command(cfg: RunConfig, cfg_path) -> list:
 # %% ../nbs/20_train.ipynb #3d254568
 def run(cfg: RunConfig, **kwargs) -> dict:
     "Run `cfg` in this process, or in `cfg.processes` processes on this machine started by `accelerate launch`; return the record."
+    given = cfg
     r = resolve(cfg, check_data=False); cfg = r.cfg
     # the data is checked here unless the process that holds this run's folder for us (kdbook distill) checked it already
     if os.environ.get(LOCK_ENV) != str((Path(cfg.output_dir) / cfg.name).resolve()): cfg = resolve(cfg).cfg
-    if cfg.processes == 1: return fit(cfg, **kwargs)
+    if cfg.processes == 1: return fit(given, **kwargs)   # as given: a resolved 'auto' precision would read as asked
     run_dir = Path(cfg.output_dir) / cfg.name
     refuse_links_out(run_dir, cfg.output_dir)
     with run_lock(run_dir):   # held here for the ranks, which inherit it

@@ -71,6 +71,12 @@ def plot_curves(records: list, metric: str = "test_top1", ax=None, labels: list 
     ax.grid(alpha=0.3)
     return ax
 
+def _whole_epochs(ax, epochs):
+    "Epochs on whole-number ticks; a run of one or two epochs keeps a readable axis (not 0.96-1.04 around a single point)."
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(epochs) and epochs.max() - epochs.min() < 2: ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
+
 def show_run(record: dict):
     "Show a run's summary and learning curves (a notebook's last cell; matplotlib alone, which imports in a quarter of seaborn's time)."
     import matplotlib.pyplot as plt
@@ -82,5 +88,6 @@ def show_run(record: dict):
         d = df.dropna(subset=[metric])
         ax.plot(d["epoch"], d[metric], marker="o" if len(d) <= 30 else None)
         ax.set_xlabel("epoch"); ax.set_ylabel(label); ax.grid(alpha=0.3)
+        _whole_epochs(ax, d["epoch"])
     fig.suptitle(record["run"]); fig.tight_layout()
     plt.show()

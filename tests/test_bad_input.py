@@ -239,3 +239,17 @@ def test_a_read_only_output_dir_is_refused_before_anything_is_written(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("kdbook: error: output_dir") and "is not writable" in err, err
     assert not target.exists()
+
+
+def test_a_torchvision_that_does_not_match_torch_is_named_at_start_up(tmp_path):
+    "A torchvision built for another torch fails on import ('operator torchvision::nms does not exist'): refused before any run folder."
+    fake = tmp_path / "site" / "torchvision"; fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "runs"
+    res = subprocess.run([str(Path(sys.executable).parent / "kdbook"), "train-teacher", "--dataset", "digits", "--output-dir", str(out)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2, res.stderr
+    assert "does not work with torch" in res.stderr and "operator torchvision::nms does not exist" in res.stderr, res.stderr
+    assert "install a matching pair" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()

@@ -13,6 +13,7 @@ from kdbook.results import read_record
 
 KDBOOK = [sys.executable, "-c", "from kdbook.cli import console; console()"]
 QUICK = "{max_steps_per_epoch: 2, log_every: 1}"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def kdbook(*args, cwd=None):
@@ -112,3 +113,22 @@ def test_a_run_configured_for_accelerate_launch_trains_under_it_and_takes_its_pr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "kdbook.train",
                           str(other / "synthetic_resnet8-to-resnet8_kd_e1_s0" / "config.json")], capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode != 0 and "its launcher started 2" in two.stdout + two.stderr
+
+
+def test_papermill_as_the_readme_runs_it_prints_no_bar_noise_and_says_what_it_does_with_the_teacher(tmp_path):
+    "The README's papermill line: progress as plain lines (no redrawn bar, no IProgress warning), the teacher trained or reused "
+    "said as it is, and 'auto' precision recorded as auto."
+    papermill = str(Path(sys.executable).parent / "papermill")
+    def run(method):
+        res = subprocess.run([papermill, str(ROOT / "nbs/experiments/distill.ipynb"), str(tmp_path / f"{method}.ipynb"),
+                              "-p", "dataset", "synthetic", "-p", "teacher", "resnet8", "-p", "student", "convnet_nobn", "-p", "method", method,
+                              "-p", "epochs", "1", "-p", "output_dir", str(tmp_path / "runs"), "-y", f"extra: {QUICK}", "--log-output"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        executed = (tmp_path / f"{method}.ipynb").read_text()
+        for noise in ("IProgress", "it/s]", "\\r"): assert noise not in res.stdout + res.stderr + executed, noise
+        return res.stdout + res.stderr
+    assert "training the teacher first (resnet8 on synthetic, 1 epochs as the student" in run("kd")
+    assert "the teacher trained before is reused (resnet8 on synthetic" in run("at")
+    for run_dir in (tmp_path / "runs").iterdir():
+        assert read_record(run_dir)["machine"]["precision_from"] == "auto", run_dir
