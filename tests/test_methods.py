@@ -82,6 +82,12 @@ def test_hkd_with_crd_negatives_decreases(teacher_ckpt, tmp_path):
     assert loss == sorted(loss, reverse=True)
 
 
+# Step 2 is compared after one update, so its tolerance is the method's own amplification of step 1's rounding.
+# HKD's holistic term (a GNN over a kNN graph, tau 0.07) moved by 1.4e-4 relative on a CI machine (2.94567 vs
+# 2.94608), on another CPU's summation order: 1e-3 holds it, while a mis-gathered batch moves step 1 itself.
+STEP2_REL = {"hkd": 1e-3}
+
+
 @pytest.mark.parametrize("key", MULTIPROCESS)
 def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     # Two optimiser steps (one per epoch): enough for the memory banks, heads and momentum written in step 1
@@ -98,7 +104,7 @@ def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     for step, (e1, e2) in enumerate(zip(one["epochs"], two["epochs"])):
         assert e1["train"].keys() == e2["train"].keys()
         for term in e1["train"]:   # step 1: same weights, only summation order differs; step 2: after one update
-            assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-6 if step == 0 else 1e-4, abs=1e-7), (step, term)
+            assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-6 if step == 0 else STEP2_REL.get(key, 1e-4), abs=1e-7), (step, term)
     a, b = read_checkpoint(tmp_path / "one" / "model.pt")["state_dict"], read_checkpoint(tmp_path / "two" / "model.pt")["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=5e-5)
