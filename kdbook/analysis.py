@@ -8,47 +8,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import KDBookError, package_root
-from .data import Split, View, dataset_info, paper_view
+from .core import KDBookError, atomic_write, atomic_write_text
+from .data import Split, load_split, stratified_subset
 from .graphs import class_masks, cosine_matrix, knn_indices, knn_mask, pearson_rows
-from .models import create_model, load_checkpoint
+from .methods.gkd import gkd_adjacency
+from .methods.hkd import hkd_graph
+from .methods.irg import irg_edges
+from .probe import block_features, block_names, eval_view, run_model, run_teacher
+from .report import collect, execute_into, main_epochs, report_folder
+from .tables import load_spec
+from .viz import legend_outside, markdown_table, method_colour
 
 # %% auto #0
-__all__ = ['PROBE_FORMAT', 'FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'RELATIONS', 'SECTIONS', 'block_features', 'block_names',
-           'eval_view', 'knn_predict', 'knn_accuracy', 'map_2d', 'label_smoothness', 'blockwise_agreement',
-           'relation_graphs', 'graph_gap', 'run_model', 'run_teacher', 'ProbeRecipe', 'linear_probe', 'probe_file',
-           'read_probe', 'probe_run', 'balanced_sample', 'chosen_runs', 'plot_maps', 'plot_test_curves', 'per_block',
-           'plot_relations', 'Analysed', 'gather', 'Page', 'teacher_depths', 'students_last_block', 'test_curves',
-           'gkd_blocks', 'ega_embeddings', 'relation_matrices', 'analyse']
-
-# %% ../nbs/40_analysis.ipynb #c6d571cf
-@torch.no_grad()
-def block_features(model: torch.nn.Module, images: torch.Tensor, view: View, batch_size: int = 250, device="cpu") -> dict:
-    "{'block1'...'blockN', 'pooled', 'logits'} -> float32 `N x D` CPU tensors for uint8 `images` (blocks averaged over space)."
-    model = model.eval().to(device)
-    parts: dict = {}
-    for i in range(0, len(images), batch_size):
-        f = model(view.apply(images[i:i + batch_size].to(device)))
-        blocks = f.all_blocks or list(f.stages)   # hooked networks expose stages only
-        named = {f"block{j + 1}": b.float().mean((2, 3)) if b.dim() == 4 else b.float() for j, b in enumerate(blocks)}
-        named.update(pooled=f.pooled.float(), logits=f.logits.float())
-        for k, v in named.items(): parts.setdefault(k, []).append(v.cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-def block_names(feats: dict) -> list:
-    "The 'blockJ' keys of `block_features` output, shallow to deep."
-    return sorted((n for n in feats if n.startswith("block")), key=lambda n: int(n[5:]))
-
-def eval_view(dataset: str, image_size: int | None = None) -> View:
-    "The view a network trained on `dataset` is tested with (its normalisation, no augmentation), at `image_size` if given."
-    return paper_view(dataset_info(dataset), train=False, image_size=image_size)
+__all__ = ['FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'RELATIONS', 'SECTIONS', 'knn_predict', 'knn_accuracy', 'map_2d',
+           'label_smoothness', 'blockwise_agreement', 'relation_graphs', 'graph_gap', 'balanced_sample', 'chosen_runs',
+           'plot_maps', 'plot_test_curves', 'per_block', 'plot_relations', 'Analysed', 'gather', 'Page',
+           'teacher_depths', 'students_last_block', 'test_curves', 'gkd_blocks', 'ega_embeddings', 'relation_matrices',
+           'analyse', 'run_analyses_notebook']
 
 # %% ../nbs/40_analysis.ipynb #0f55b74f
 def knn_predict(ref: torch.Tensor, ref_labels: torch.Tensor, x: torch.Tensor, k: int = 5, exclude_self: bool = False) -> torch.Tensor:
@@ -91,9 +76,6 @@ def blockwise_agreement(ref: dict, ref_labels: torch.Tensor, feats: dict, teache
 # %% ../nbs/40_analysis.ipynb #f940fe31
 def relation_graphs(feats: dict) -> dict:
     "The batch graph each graph loss matches, from `block_features` output: {'IRG', 'GKD', 'EGA', 'HKD'} -> N x N."
-    from kdbook.methods.gkd import gkd_adjacency
-    from kdbook.methods.hkd import hkd_graph
-    from kdbook.methods.irg import irg_edges
     last = f"block{max(int(n[5:]) for n in feats if n.startswith('block'))}"
     p = pearson_rows(feats["pooled"])
     n = len(feats["logits"])
@@ -105,103 +87,6 @@ def graph_gap(a_t: torch.Tensor, a_s: torch.Tensor) -> float:
     "`|A_T - A_S|_F / |A_T|_F`: how far a student's batch graph is from the teacher's."
     return ((a_t - a_s).norm() / a_t.norm().clamp_min(1e-12)).item()
 
-# %% ../nbs/40_analysis.ipynb #bee2104d
-def run_model(run_dir) -> tuple:
-    "(model, record) of a finished run folder: the network of its `model.pt` with the last epoch's weights, and its record."
-    from kdbook.results import read_record
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
-        raise KDBookError(f"{str(run_dir)!r} holds no model.pt: the analyses need finished runs with their weights "
-                          "(`kdbook report --with-records --with-models` keeps them beside the records).")
-    return load_checkpoint(run_dir / "model.pt")[0], read_record(run_dir)
-
-def run_teacher(record: dict, root=None) -> tuple:
-    "(teacher network, what it is, its test top-1 if known) of a run: its checkpoint (a committed record's `$KDBOOK/...` resolved against the checkout), or, for a run that read an untrained teacher (smoke scale), a fresh one (seed 0)."
-    cfg = record["config"]
-    path = cfg.get("teacher_ckpt") or ""
-    if not path or not cfg.get("teacher"): raise KDBookError(f"run {record['run']!r} names no teacher.")
-    if path in ("untrained", "pretrained"):
-        torch.manual_seed(0)
-        return create_model(cfg["teacher"], dataset_info(cfg["dataset"]).num_classes, pretrained=path == "pretrained").eval(), f"{path} {cfg['teacher']} (a fresh network, seed 0: at smoke scale the figures test the plumbing only)", None
-    path = Path(path.replace("$KDBOOK", str(root or package_root())))
-    model, ckpt = load_checkpoint(path)
-    return model.eval(), f'{cfg["teacher"]} from {path.name}', ckpt["meta"].get("top1")
-
-# %% ../nbs/40_analysis.ipynb #af0cac49
-@dataclass(frozen=True)
-class ProbeRecipe:
-    "The linear probe's schedule (kdbook's choice: no released code gives HKD's or CRD's)."
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    seed: int = 0
-
-def linear_probe(model: torch.nn.Module, trained_on: str, train: Split, test: Split, recipe: ProbeRecipe = ProbeRecipe(),
-                 device="cpu") -> dict:
-    "Train a linear classifier on `model`'s frozen pooled features of `train` and test it on `test` (top-1 %)."
-    info = dataset_info(trained_on)
-    view = View(tuple(info.mean), tuple(info.std), info.image_size, info.image_size)   # resized to the network's input
-    x_tr, x_te = (block_features(model, s.images, view, device=device)["pooled"] for s in (train, test))
-    mean, std = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
-    x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
-    classes = len(train.classes)
-    g = torch.Generator().manual_seed(recipe.seed)
-    head = torch.nn.Linear(x_tr.shape[1], classes)
-    with torch.no_grad():   # PyTorch's default initialisation, from the probe's own generator
-        bound = 1 / math.sqrt(x_tr.shape[1])
-        for p in head.parameters(): p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=g))
-    steps = math.ceil(len(x_tr) / recipe.batch_size)
-    opt = torch.optim.SGD(head.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * steps)
-    for _ in range(recipe.epochs):
-        order = torch.randperm(len(x_tr), generator=g)
-        for i in range(0, len(order), recipe.batch_size):
-            idx = order[i:i + recipe.batch_size]
-            loss = F.cross_entropy(head(x_tr[idx]), train.labels[idx])
-            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    with torch.no_grad():
-        top1 = lambda x, y: 100.0 * (head(x).argmax(1) == y).float().mean().item()
-        return {"top1": top1(x_te, test.labels), "train_top1": top1(x_tr, train.labels), "features": x_tr.shape[1],
-                "classes": classes, "train_images": len(x_tr), "test_images": len(x_te), "recipe": dataclasses.asdict(recipe)}
-
-# %% ../nbs/40_analysis.ipynb #d6cde34f
-PROBE_FORMAT = "kdbook-probe-1"
-
-def probe_file(folder, dataset: str) -> Path: return Path(folder) / f"probe-{dataset}.json"
-
-def read_probe(folder, dataset: str) -> dict | None:
-    "The probe result written in `folder` for `dataset`, or None."
-    path = probe_file(folder, dataset)
-    return json.loads(path.read_text()) if path.exists() else None
-
-def probe_run(folder, dataset: str, data_dir=None, recipe: ProbeRecipe | None = None, seed: int = 0, model_file=None,
-              trained_on: str | None = None) -> dict:
-    "Linear-probe the network of `folder` (its model.pt, or `model_file`) on `dataset`; write probe-<dataset>.json in `folder`."
-    from kdbook.core import atomic_write_text
-    from kdbook.data import load_split
-    folder, recipe = Path(folder), recipe or ProbeRecipe(seed=seed)
-    model_file = Path(model_file) if model_file else folder / "model.pt"
-    # bad input is refused before anything is written; what fails after is recorded
-    from kdbook.data import DATASETS
-    DATASETS.entry(dataset)
-    if not model_file.is_file(): raise KDBookError(f"no network to probe: {str(model_file)!r} does not exist (a finished run folder holds model.pt).")
-    res = {"format": PROBE_FORMAT, "dataset": dataset, "model": model_file.name, "status": "failed"}
-    try:
-        model, ckpt = load_checkpoint(model_file)
-        trained_on = trained_on or ckpt["meta"].get("dataset")
-        if not trained_on: raise KDBookError(f"{str(model_file)!r} does not say which dataset it was trained on: pass trained_on.")
-        train, test = load_split(dataset, "train", data_dir), load_split(dataset, "test", data_dir)
-        res.update(linear_probe(model, trained_on, train, test, recipe, "cuda" if torch.cuda.is_available() else "cpu"),
-                   trained_on=trained_on, status="completed")
-    except Exception as e:
-        res["error"] = f"{type(e).__name__}: {e}"
-        atomic_write_text(probe_file(folder, dataset), json.dumps(res, indent=2) + "\n")
-        raise
-    atomic_write_text(probe_file(folder, dataset), json.dumps(res, indent=2) + "\n")
-    return res
-
 # %% ../nbs/40_analysis.ipynb #1df7f7ba
 FIGURE7 = ("Baseline", "KD", "Rocket", "IRG", "MTK")      # IRG's Figure 7 (students' last block), in the paper's order
 FIGURE8 = ("Baseline", "Rocket", "IRG", "MTK")            # IRG's Figure 8 (test loss and accuracy per epoch)
@@ -210,7 +95,6 @@ RELATIONS = {"IRG": "IRG", "GKD": "GKD", "EGA": "EGA", "HKD": "HKD"}   # the gra
 
 def balanced_sample(split: Split, n: int, seed: int = 0) -> Split:
     "About `n` images of `split`, the same number per class, sorted by class (the order the relation matrices are drawn in)."
-    from kdbook.data import stratified_subset
     idx = stratified_subset(split.labels, min(1.0, n / len(split)), seed)
     return split.subset(idx[torch.argsort(split.labels[idx], stable=True)])
 
@@ -219,7 +103,6 @@ def _label(spec, col: str) -> str: return spec.columns[col].get("label", col)
 def chosen_runs(spec, scale: str, output_dir) -> tuple:
     """(row, {column: run folder}, [why a column is left out]): per column the lowest seed's completed run with weights,
     in the row that has the most; a column of that row whose completed runs kept no weights is named, not dropped silently."""
-    from kdbook.report import collect
     runs = collect(spec, scale, output_dir)
     completed = runs[runs.status == "completed"] if len(runs) else runs
     done = completed[completed.path.map(lambda p: (Path(p) / "model.pt").exists())] if len(completed) else completed
@@ -264,8 +147,6 @@ def plot_maps(panels: dict, labels: torch.Tensor, seed: int = 0, width: int = 5,
 def plot_test_curves(records: dict, colours: dict | None = None):
     "Test loss and test top-1 per epoch of the main phase, one line per {label: record} in its method's colour (IRG's Figure 8)."
     import matplotlib.pyplot as plt
-    from kdbook.report import main_epochs
-    from kdbook.viz import legend_outside
     colours = colours or {}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10.5, 3.2))
     for label, rec in records.items():
@@ -280,7 +161,6 @@ def plot_test_curves(records: dict, colours: dict | None = None):
 def per_block(values: dict, ylabel: str, title: str, colours: dict | None = None):
     "Lines of a per-block quantity {label: [value per block]} against relative depth (block / number of blocks), in the methods' colours."
     import matplotlib.pyplot as plt
-    from kdbook.viz import legend_outside
     colours = colours or {}
     fig, ax = plt.subplots(figsize=(6.6, 3.4))
     for label, v in values.items():
@@ -332,7 +212,6 @@ class Analysed:
     def label(self, col: str) -> str: return _label(self.spec, col)
     def colours(self) -> dict:
         "{label: colour} of the chosen columns (their methods' colours in every figure) and the teacher."
-        from kdbook.viz import method_colour
         return {self.label(c): method_colour(self.spec.columns[c]["method"]) for c in self.runs} | {"Teacher": method_colour("teacher")}
     def missing(self, wanted) -> str:
         "' Not run here: ...' for the wanted columns of the spec that were not run (or '')."
@@ -341,7 +220,6 @@ class Analysed:
 
 def gather(spec, scale: str, output_dir, data_dir=None, images: int = 1000, reference: int = 2000, seed: int = 0) -> Analysed:
     "Read the chosen runs (`chosen_runs`) and their teacher, sample the images, compute every network's features once."
-    from kdbook.data import load_split
     row, runs, left_out = chosen_runs(spec, scale, output_dir)
     models, records = {}, {}
     for col, path in list(runs.items()):
@@ -372,13 +250,11 @@ class Page:
     def heading(self, text: str): self.lines.append(f"## {text}\n")
     def figure(self, name: str, fig, caption: str):
         import matplotlib.pyplot as plt
-        from kdbook.core import atomic_write
         self.figures[name] = atomic_write(self.out / name, lambda f: fig.savefig(f, dpi=100, format="png", bbox_inches="tight")); plt.close(fig)
         self.lines.extend([f"![{name}]({name})", "", caption, ""])
     def table(self, rows: dict, floatfmt: str = ".2f"):
         "A Markdown table of {column: values}."
         import pandas as pd
-        from kdbook.viz import markdown_table
         self.lines.append(markdown_table(pd.DataFrame(rows), floatfmt=floatfmt) + "\n")
 
 # %% ../nbs/40_analysis.ipynb #39549cc8
@@ -473,8 +349,6 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
             reference: int = 2000, seed: int = 0, spec_file=None, say=print) -> dict:
     "Draw the papers' analyses for a reproduced table into `report_dir` (analyses.md and PNGs); return {'markdown', 'figures', 'numbers'}."
     import matplotlib; matplotlib.use("Agg")
-    from kdbook.core import atomic_write_text
-    from kdbook.tables import load_spec
     spec = load_spec(experiment, spec_file or None)
     scale = spec.check_scale(scale)
     a = gather(spec, scale, output_dir, data_dir, images, reference, seed)
@@ -494,3 +368,17 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
     text = "\n".join(page.lines)
     atomic_write_text(page.out / "analyses.md", text)
     return {"markdown": text, "figures": page.figures, "numbers": page.numbers, "row": a.row, "runs": {c: str(p) for c, p in a.runs.items()}}
+
+# %% ../nbs/40_analysis.ipynb #c606de61
+def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
+                          log_output=False, spec_file=None) -> Path:
+    "Execute nbs/experiments/analyses.ipynb into the report folder: the papers' analysis figures from the runs' weights (kdbook.analysis)."
+    spec = load_spec(experiment, spec_file or None)
+    scale = spec.check_scale(scale)
+    chosen_runs(spec, scale, output_dir)   # refuse before writing anything if no finished run kept its weights
+    out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
+    # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
+    # commit) then names no folder of this machine
+    with patch.dict(os.environ, {"KDBOOK_DATA": str(Path(data_dir).expanduser().resolve())} if data_dir else {}):
+        return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale},
+                            {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)

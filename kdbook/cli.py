@@ -184,7 +184,8 @@ def main(argv=None) -> int:
                                launcher=args.launcher, slurm=_mapping("--slurm", args.slurm))
                 return 1 if st["counts"]["failed"] and not args.status else 0
             elif args.command == "report":
-                from kdbook.report import run_analyses_notebook, run_report_notebook
+                from kdbook.analysis import run_analyses_notebook
+                from kdbook.report import run_report_notebook
                 _need_experiment(args)
                 if args.with_models and not args.with_records: raise KDBookError("--with-models copies the weights beside the records: add --with-records.")
                 if not args.max_halfwidth > 0: raise KDBookError(f"--max-halfwidth must be a positive number of points, got {args.max_halfwidth!r}.")

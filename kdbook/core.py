@@ -9,7 +9,7 @@ __all__ = ['KDBookError', 'unknown_choice', 'check_positive', 'check_number', 'c
            'descendants', 'alive', 'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
-import dataclasses, difflib, inspect, json, math, os, random, re, sys, tempfile
+import dataclasses, difflib, importlib, inspect, json, math, os, pkgutil, random, re, sys, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -69,9 +69,11 @@ class Entry:
     meta: dict = field(default_factory=dict)
 
 class Registry:
-    "Names to objects; an unknown name raises a `KDBookError` that lists the valid ones."
-    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
-        self.kind, self._entries, self._loader = kind, {}, loader
+    """Names to objects; an unknown name raises a `KDBookError` that lists the valid ones. `package`: every module of
+    that package is imported at the first lookup, and registers its entries itself, as a plugin does (so the module
+    defining the registry never imports its entries: `kdbook.distill` does not import `kdbook.methods`)."""
+    def __init__(self, kind: str, package: str | None = None):
+        self.kind, self._entries, self._package = kind, {}, package
 
     def register(self, name: str | None = None, *, summary: str | None = None, **meta):
         "Decorator registering an object under `name` (default: its `__name__`)."
@@ -87,9 +89,9 @@ class Registry:
 
     def _load(self):
         load_plugins()
-        if self._loader is not None:
-            loader, self._loader = self._loader, None
-            loader()
+        if self._package is not None:
+            package, self._package = importlib.import_module(self._package), None
+            for m in pkgutil.iter_modules(package.__path__): importlib.import_module(f"{package.__name__}.{m.name}")
 
     def entry(self, name: str) -> Entry:
         self._load()
@@ -119,7 +121,6 @@ _plugins_loaded = set()
 
 def load_plugins():
     "Import the modules named in `KDBOOK_PLUGINS` (comma-separated), once each."
-    import importlib
     for name in filter(None, (m.strip() for m in os.environ.get("KDBOOK_PLUGINS", "").split(","))):
         if name not in _plugins_loaded:
             _plugins_loaded.add(name)

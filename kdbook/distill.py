@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'DistillSetup', 'Distiller', 'Recipe', 'default_recipe', '
            'gather_global', 'select', 'kd_loss', 'KDLoss', 'Objective']
 
 # %% ../nbs/04_distill.ipynb #1521d556
-import dataclasses, importlib, pkgutil
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
@@ -124,11 +124,7 @@ def _coerce(f, name, value):
     return value
 
 # %% ../nbs/04_distill.ipynb #0d3a3b32
-def _import_methods():
-    import kdbook.methods
-    for m in pkgutil.iter_modules(kdbook.methods.__path__): importlib.import_module(f"kdbook.methods.{m.name}")
-
-METHODS = Registry("method", loader=_import_methods)
+METHODS = Registry("method", package="kdbook.methods")   # each method's module registers itself
 
 def register_method(name: str, *, params: type | None = None, gamma: float = 1.0, alpha: float = 0.0, beta: float = 1.0,
                     needs_teacher: bool = True, source: str = "", summary: str | None = None,

@@ -6,8 +6,7 @@
 __all__ = ['GAIN_COLUMNS', 'FOCUS', 'CAPTIONS', 'collect', 'teacher_accuracy', 'comparable', 'aggregate', 'baseline_column',
            'published_gain', 'gains', 'markdown_report', 'gains_markdown', 'plot_vs_published', 'main_epochs',
            'plot_method_curves', 'plot_loss_terms', 'plot_gains', 'grid_frame', 'plot_grid', 'grid_markdown',
-           'report_folder', 'write_report', 'notebook_inputs', 'copy_records', 'execute_into', 'run_report_notebook',
-           'run_analyses_notebook']
+           'report_folder', 'write_report', 'notebook_inputs', 'copy_records', 'execute_into', 'run_report_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
 import json, math, os, statistics
@@ -15,10 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import KDBookError, atomic_write, atomic_write_text, package_root, refuse_links_out
-from .results import RECORD_NAME, read_record, record_problem
+from .core import KDBookError, atomic_write, atomic_write_text, in_test, package_root, refuse_links_out
+from .models import read_checkpoint
+from .probe import read_probe
+from .reproduce import reproduce
+from .results import RECORD_NAME, portable, read_record, record_problem
+from .runner import KERNEL_ARGS, USER_ERRORS, NotebookFailed, notebooks_dir
 from .tables import Spec, grid_label, load_spec, probe_dataset, published_number, sweep_dir
 from .stats import LEVEL, MAX_HALFWIDTH, gain, seeds_for_halfwidth, sign, verdict
+from .train import check_output_dir
 from .viz import legend_outside, markdown_table, method_colour
 
 # %% ../nbs/26_report.ipynb #06be0894
@@ -36,7 +40,6 @@ def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame
                 continue
             status, last, best = rec["status"], rec["last_top1"], rec["best_top1"]
             if c.probe and status == "completed":   # the cell's number is the probe's (HKD Table 4)
-                from kdbook.analysis import read_probe
                 probe = read_probe(path.parent, probe_dataset(spec, c, scale)) or {"status": "probe pending", "top1": None}
                 status, last = probe["status"], probe.get("top1")
                 best, rec = last, {**rec, "error": probe.get("error")}
@@ -61,7 +64,6 @@ def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduc
     "(last, best) test top-1 of a teacher: its run record, or the metadata of its committed checkpoint (`probe`: its linear probe on that dataset)."
     rec_dir = sweep_dir(output_dir, spec.name, scale) / "teachers" / tid
     if probe:
-        from kdbook.analysis import read_probe
         top1 = (read_probe(rec_dir, probe) or {}).get("top1")
         return top1, top1
     if (rec_dir / RECORD_NAME).exists():
@@ -71,7 +73,6 @@ def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduc
         return r["last_top1"], r["best_top1"]
     ckpt = spec.teachers[tid]["checkpoint"].get(scale)
     if ckpt and Path(ckpt).exists():
-        from kdbook.models import read_checkpoint
         meta = read_checkpoint(ckpt)["meta"]
         return meta.get("top1"), meta.get("best_top1", meta.get("top1"))
     return None, None
@@ -493,7 +494,6 @@ def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
 # %% ../nbs/26_report.ipynb #cf7bae89
 def report_folder(report_dir, output_dir, experiment: str, scale: str) -> Path:
     "The report's folder (default: the sweep folder's `report/`), made; a file in its way or no permission is refused first."
-    from kdbook.train import check_output_dir
     out = Path(report_dir) if report_dir else sweep_dir(output_dir, experiment, scale) / "report"
     check_output_dir(out, "report folder").mkdir(parents=True, exist_ok=True)
     refuse_links_out(out, out, "report folder")   # its files and records/ are written and replaced: none through a link out
@@ -555,10 +555,8 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
 
 def notebook_inputs(experiment: str, scale: str, output_dir, columns=("KD",)) -> tuple:
     "A report notebook's inputs; under nbdev_test, a smoke sweep of `columns` of IRG Table 4's first row, made in a temporary folder."
-    from kdbook.core import in_test
     if not in_test(): return experiment, scale, output_dir
     import tempfile
-    from kdbook.reproduce import reproduce
     d = tempfile.mkdtemp(prefix="kdbook-report-")
     reproduce("irg_table4", "smoke", 1, d, only=[f"r20-r14x0.5/{c}" for c in columns], say=lambda *a: None)
     return "irg_table4", "smoke", d
@@ -567,7 +565,6 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
     """Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit.
     `models`: also each cell's first finished seed's `model.pt` (the weights the analyses read; a CIFAR student is ~200 KB)."""
     import shutil
-    from kdbook.results import portable
     root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
     first = {}   # cell folder -> its lowest completed seed's folder
     for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
@@ -592,7 +589,6 @@ def execute_into(out: Path, notebook: str, parameters: dict, paths: dict, log_ou
     """Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine:
     the `paths` parameters reach it relative to `out` (relative_to 'here'), so that the copy runs again from where it lies."""
     import papermill as pm
-    from kdbook.runner import KERNEL_ARGS, USER_ERRORS, NotebookFailed, notebooks_dir
     rel = {k: os.path.relpath(Path(v).resolve(), out) if v else "" for k, v in paths.items()}
     parameters = {**parameters, **rel, "relative_to": "here"}
     tmp = out / f".{Path(notebook).stem}.tmp.ipynb"   # papermill wants the .ipynb ending
@@ -622,18 +618,3 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
     out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
     return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale, "interval": interval, "max_halfwidth": max_halfwidth},
                         {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)
-
-def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
-                          log_output=False, spec_file=None) -> Path:
-    "Execute nbs/experiments/analyses.ipynb into the report folder: the papers' analysis figures from the runs' weights (kdbook.analysis)."
-    from kdbook.analysis import chosen_runs
-    spec = load_spec(experiment, spec_file or None)
-    scale = spec.check_scale(scale)
-    chosen_runs(spec, scale, output_dir)   # refuse before writing anything if no finished run kept its weights
-    out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
-    # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
-    # commit) then names no folder of this machine
-    from unittest.mock import patch
-    with patch.dict(os.environ, {"KDBOOK_DATA": str(Path(data_dir).expanduser().resolve())} if data_dir else {}):
-        return execute_into(out, "analyses.ipynb", {"experiment": spec.name, "scale": scale},
-                            {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)

@@ -8,12 +8,19 @@ __all__ = ['RUNNING_ELSEWHERE', 'INTERRUPTED', 'LAUNCHERS', 'Job', 'parse_shard'
            'ClusterJob', 'run_job_logged', 'SubmittedRun', 'SubmititLauncher', 'execute', 'reproduce', 'probe_teachers']
 
 # %% ../nbs/25_reproduce.ipynb #9826dc63
-import dataclasses, fnmatch, json, os, shutil, statistics, subprocess, sys, time
+import contextlib, dataclasses, fnmatch, json, os, shutil, signal, statistics, subprocess, sys, time
 from pathlib import Path
 
-from .core import KDBookError, atomic_write_text, check_positive, refuse_links_out, stop_on_sigterm, stop_requested, unknown_choice
+from .core import (KDBookError, atomic_write_text, check_positive, descendants, end_all, refuse_links_out, signal_all,
+                         stop_on_sigterm, stop_requested, unknown_choice)
+from .data import dataset_info, load_split
+from .distill import METHODS
+from .models import read_checkpoint
+from .probe import probe_run, read_probe
 from .results import RECORD_NAME, RunLocked, finish, lock_held, new_record, read_record, run_lock, write_record
+from .runner import RunFailed, run_notebook
 from .tables import Cell, Spec, load_spec, probe_dataset, scaled_params, sweep_dir, teacher_params
+from .train import check_device, check_output_dir
 
 # %% ../nbs/25_reproduce.ipynb #6e4da878
 @dataclasses.dataclass
@@ -46,13 +53,10 @@ def select_cells(spec: Spec, only=()) -> list:
     return [c for c in spec.cells if any(matches(c.key, p) for p in only)]
 
 def needs_teacher(cell: Cell) -> bool:
-    from kdbook.distill import METHODS
     return METHODS.get(cell.params["method"]).uses_teacher(cell.params.get("alpha"), cell.params.get("beta"))
 
 def _check_teacher_file(spec: Spec, tid: str, ckpt: str, dataset: str, checked: set):
     "A teacher checkpoint must hold the spec's architecture and the dataset's class count: refused at plan time, before any run folder."
-    from kdbook.data import dataset_info
-    from kdbook.models import read_checkpoint
     if (ckpt, dataset) in checked: return
     meta, want = read_checkpoint(ckpt), dataset_info(dataset).num_classes
     if meta.get("model") != spec.teachers[tid]["model"]:
@@ -102,7 +106,6 @@ def job_state(job: Job) -> str:
     if (job.run_dir / RECORD_NAME).exists():
         status = read_record(job.run_dir)["status"]
         if status == "completed" and job.probe:   # trained; the job is done when its probe is
-            from kdbook.analysis import read_probe
             probe = read_probe(job.run_dir, job.probe)
             return "interrupted" if probe is None else probe["status"]
         return status if status in ("completed", "failed") else "interrupted"
@@ -147,16 +150,13 @@ INTERRUPTED = 4         # a worker's exit code: stopped (Ctrl-C, SIGTERM), the r
 
 def run_job(job_file) -> int:
     "Worker entry: run one job described by `job_file`; exit 0 (completed), 1 (failed), 2 (bad input), 3 (running elsewhere) or 4 (interrupted)."
-    from kdbook.runner import RunFailed, run_notebook
     d = json.loads(Path(job_file).read_text())
     with stop_on_sigterm(grace=30): return _run_job(d, job_file)
 
 def _run_job(d: dict, job_file) -> int:
-    from kdbook.runner import RunFailed, run_notebook
     try:
         rec = run_notebook(d["notebook"], d["params"], log_output=True)   # a completed run returns at once
         if rec["status"] == "completed" and d.get("probe"):
-            from kdbook.analysis import probe_run
             res = probe_run(Path(job_file).parent, d["probe"], d["params"].get("data_dir") or None, seed=d["params"].get("seed", 0))
             print(f"linear probe on {d['probe']}: top-1 {res['top1']:.2f}%", flush=True)
         return 0 if rec["status"] == "completed" else 1
@@ -228,8 +228,7 @@ class ClusterJob:
     def __call__(self, job_file) -> int: return run_job_logged(job_file)
 
     def checkpoint(self, job_file):
-        import signal, submitit
-        from kdbook.core import descendants, end_all, signal_all
+        import submitit   # optional: only the cluster road needs it
         below = descendants()
         signal_all(below, signal.SIGTERM)   # the kernel records the run interrupted and ends
         end_all(below, 60)
@@ -239,7 +238,6 @@ class ClusterJob:
 
 def run_job_logged(job_file) -> int:
     "`run_job` with its output appended to the run folder's run.log (a cluster job's entry point)."
-    import contextlib
     os.environ.update(KDBOOK_PROGRESS="lines", PYTHONUNBUFFERED="1")
     with open(Path(job_file).parent / "run.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         return run_job(job_file)
@@ -332,8 +330,6 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
               shard=None, workers: int = 1, run_settings=None, status_only: bool = False, say=print, spec_file=None,
               launcher: str = "processes", slurm: dict | None = None) -> dict:
     "Run (or show) the sweep of `experiment` (or of the spec in `spec_file`) at `scale`; return its status."
-    from kdbook.data import load_split
-    from kdbook.train import check_device, check_output_dir
     spec = load_spec(experiment, spec_file)
     spec.check_scale(scale)
     if seeds is not None: check_positive("seeds", seeds)
@@ -364,7 +360,6 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
 
 def probe_teachers(spec: Spec, scale: str, students: list, output_dir, data_dir=None, say=print):
     "The teacher column of `probe` rows: each teacher with weights (trained by the sweep or committed) probed once per dataset."
-    from kdbook.analysis import probe_run, read_probe
     for tid, dataset in sorted({(j.cell.teacher, j.probe) for j in students if j.probe and j.cell.teacher}):
         folder = sweep_dir(output_dir, spec.name, scale) / "teachers" / tid
         ckpt = folder / "model.pt" if (folder / "model.pt").exists() else spec.teachers[tid]["checkpoint"].get(scale)

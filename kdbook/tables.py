@@ -11,9 +11,10 @@ __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'MAX_GRID', 'sweep_dir', 'experiment
 import copy, dataclasses, itertools, math, os, re
 from pathlib import Path
 
-
 from .core import KDBookError, check_name, data_root, load_yaml, unknown_choice
 from .data import DATASETS
+from .distill import METHODS
+from .models import MODELS
 from .train import PAPER_EPOCHS, RunConfig
 
 # %% ../nbs/24_tables.ipynb #06fd6432
@@ -266,7 +267,6 @@ def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     if "batch_size" in p["extra"]: p["batch_size"] = p["extra"].pop("batch_size")
     if "lr" in p["extra"]: p["lr"] = p["extra"].pop("lr")
     mp = p["method_params"]
-    from kdbook.distill import METHODS
     method = METHODS.get(cell.params["method"])   # any method with an initialisation phase (FSP, FitNet, SSKD, sequential EGA)
     recipe = method.make_recipe(method.make_params(mp))
     if recipe.init_epochs and p["epochs"] != paper_epochs:
@@ -291,9 +291,6 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
 # %% ../nbs/24_tables.ipynb #1891c40b
 def check_spec(spec: Spec) -> list:
     "Problems of a spec that loading cannot see: unregistered names, cells without a published value."
-    from kdbook.data import DATASETS
-    from kdbook.distill import METHODS
-    from kdbook.models import MODELS
     problems = []
     def model_ok(m): return m.startswith(("tv/", "clip:")) or m.split("+emb")[0] in MODELS.names()
     for c in spec.cells:
