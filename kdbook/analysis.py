@@ -369,7 +369,7 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
     atomic_write_text(page.out / "analyses.md", text)
     return {"markdown": text, "figures": page.figures, "numbers": page.numbers, "row": a.row, "runs": {c: str(p) for c, p in a.runs.items()}}
 
-# %% ../nbs/40_analysis.ipynb #c606de61
+# %% ../nbs/40_analysis.ipynb #890baf60
 def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
                           log_output=False, spec_file=None) -> Path:
     "Execute nbs/experiments/analyses.ipynb into the report folder: the papers' analysis figures from the runs' weights (kdbook.analysis)."

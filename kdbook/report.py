@@ -571,7 +571,9 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
         try: rec = read_record(path)
         except KDBookError: continue          # the report names it under 'Records left out'
         if record_problem(rec): continue
-        anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": package_root(),
+        # the checkout the run imported kdbook from (a sweep's git worktree) is $KDBOOK as well as this one
+        here, there = str(package_root()), (rec.get("environment") or {}).get("root") or ""
+        anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": [here, there] if there else here,
                    "$DATA_DIR": rec["config"].get("data_dir") or ""}
         target = dest / spec.name / scale / path.parent.relative_to(root)
         atomic_write_text(target / RECORD_NAME, json.dumps(portable(rec, anchors), indent=2) + "\n")

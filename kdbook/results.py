@@ -31,11 +31,14 @@ def git_commit(path=None) -> dict:
         return {"commit": None, "dirty": None}
 
 def environment() -> dict:
-    "Library versions, Python, platform and git commit: what a result depends on besides its config."
+    """Library versions, Python, platform and git commit: what a result depends on besides its config; and `root`, the
+    checkout the run imported kdbook from, so that a report made from another checkout (a sweep run in a git
+    worktree) still writes that checkout's files (its teachers) as `$KDBOOK/...`."""
     import accelerate, numpy, torch, torchvision, kdbook
     return {"kdbook": kdbook.__version__, "python": sys.version.split()[0], "torch": torch.__version__,
             "torchvision": torchvision.__version__, "accelerate": accelerate.__version__, "numpy": numpy.__version__,
-            "platform": platform.platform(), "cuda": torch.version.cuda, "git": git_commit(), "numerics": numerics()}
+            "platform": platform.platform(), "cuda": torch.version.cuda, "git": git_commit(), "numerics": numerics(),
+            "root": str(package_root())}
 
 def numerics() -> dict:
     "What decides bitwise equality of a rerun besides config, versions and device: threads, kernels, determinism switches."
@@ -156,11 +159,13 @@ def run_lock(run_dir):
 
 # %% ../nbs/21_results.ipynb #ea72deca
 def portable(obj, anchors: dict):
-    "`obj` (a record, or any JSON value) with each string under an anchor's folder rewritten to start with the anchor's name."
+    """`obj` (a record, or any JSON value) with each string under an anchor's folder rewritten to start with the anchor's
+    name. An anchor may name several folders (a list): each is written as the name."""
     if isinstance(obj, dict): return {k: portable(v, anchors) for k, v in obj.items()}
     if isinstance(obj, list): return [portable(v, anchors) for v in obj]
     if isinstance(obj, str):
-        for name, folder in sorted(anchors.items(), key=lambda a: -len(str(a[1]))):   # the deepest folder first
+        pairs = [(name, f) for name, fs in anchors.items() for f in (fs if isinstance(fs, (list, tuple)) else [fs])]
+        for name, folder in sorted(pairs, key=lambda a: -len(str(a[1]))):   # the deepest folder first
             folder = str(folder).rstrip("/")
             # the folder itself, not a longer name that starts like it: bounded by a separator on both sides
             if folder: obj = re.sub(r"(?<![\w.-])" + re.escape(folder) + r"(?=/|$|[\s\"',;)\\])", lambda m: name, obj)

@@ -106,3 +106,25 @@ def test_a_notebook_that_fails_says_its_own_error_and_where_its_copy_is(tmp_path
     assert str(e.value) == f"ValueError: the figure could not be drawn\nexecuted notebook: {out / 'broken.ipynb'}"
     assert "the figure could not be drawn" in (out / "broken.ipynb").read_text()   # the executed copy shows where
     with pytest.raises(KDBookError, match="^no runs to report$"): execute_into(out, "refusing.ipynb", {}, {})   # bad input: exit 2
+
+
+def test_records_made_in_another_checkout_name_no_folder_of_it(sweep, tmp_path):
+    # a sweep run from a git worktree and reported from the main checkout: the worktree's teacher file is $KDBOOK/...
+    from kdbook.report import copy_records
+    from kdbook.tables import load_spec
+    runs = copy_of(sweep, tmp_path)
+    other = tmp_path / "worktree"
+    for p in runs.glob("*/seed*/record.json"):
+        rec = json.loads(p.read_text())
+        rec["environment"]["root"] = str(other)
+        rec["config"]["teacher_ckpt"] = str(other / "data" / "teachers" / "t.pt")
+        p.write_text(json.dumps(rec))
+    import os
+    from unittest.mock import patch
+    with patch.dict(os.environ, sweep[1]):
+        n = copy_records(load_spec("three"), "smoke", tmp_path / "runs", tmp_path / "committed")
+    assert n == 6
+    for p in (tmp_path / "committed").rglob("record.json"):
+        text = p.read_text()
+        assert str(tmp_path) not in text, p
+        assert json.loads(text)["config"]["teacher_ckpt"] == "$KDBOOK/data/teachers/t.pt"
