@@ -11,6 +11,7 @@ import argparse, json, os, re, sys
 from pathlib import Path
 
 
+from .compat import allow_negative_numbers
 from .core import KDBookError, check_positive, load_yaml, stop_on_sigterm, stop_requested
 
 # %% ../nbs/30_cli.ipynb #3f0c6a55
@@ -88,7 +89,7 @@ class _Parser(argparse.ArgumentParser):
     "argparse, with its errors as the one `kdbook: error:` line and exit code 2 that every bad input gets."
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")   # `--lr -1e-3` is a value
+        allow_negative_numbers(self)   # `--lr -1e-3` is a value
 
     def error(self, message):
         print(f"kdbook: error: {message} (see `{self.prog} --help`).", file=sys.stderr)

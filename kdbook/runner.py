@@ -12,6 +12,7 @@ __all__ = ['EXPERIMENTS', 'RELATIVE_TO', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARG
 import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
 
+from .compat import register_papermill_io
 from .core import (KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, refuse_links_out,
                          stop_requested)
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
@@ -202,7 +203,6 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
     "Execute experiment `notebook` with `params` through papermill; return the run record."
     cfg, params = prepare(notebook, params)   # bad input is refused before papermill is even imported
     import papermill as pm
-    from papermill.iorw import papermill_io
     from kdbook.train import config_changes, remove_temporaries
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):
@@ -213,7 +213,7 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
                 return rec
         remove_temporaries(run_dir)
         NOISE.verbose = verbose
-        if not any(scheme == ATOMIC_IO for scheme, _ in papermill_io._handlers): papermill_io.register(ATOMIC_IO, AtomicNotebookIO)
+        register_papermill_io(ATOMIC_IO, AtomicNotebookIO)
         if log_output and not logging.getLogger("papermill").handlers:
             h = logging.StreamHandler(sys.stdout); h.setFormatter(logging.Formatter("%(message)s")); h.addFilter(NOISE)
             logging.getLogger("papermill").addHandler(h); logging.getLogger("papermill").setLevel(logging.INFO)

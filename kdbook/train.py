@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm import TqdmWarning, tqdm
 
+from .compat import clear_momentum, ddp_ignore_buffers, reset_accelerate_state
 from .core import (Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, descendants,
                          end_all, plain_name, refuse_links_out, seed_everything, stop_on_sigterm, stop_requested, unknown_choice)
 from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
@@ -551,9 +552,8 @@ def keep_freed_memory() -> bool:
 # %% ../nbs/20_train.ipynb #000319c8
 def _fresh_accelerator(r: ResolvedRun, run_dir: Path | None = None):
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-    from accelerate.state import AcceleratorState
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        AcceleratorState._reset_state(reset_partial_state=True)   # one process may run several fits
+        reset_accelerate_state()   # one process may run several fits
     cfg = r.cfg
     # parameters without a gradient in some step (HKD's small-batch branch, the classifier during an init phase)
     unused = r.recipe.find_unused_parameters or r.recipe.init_epochs > 0
@@ -740,7 +740,7 @@ def build_module(r: ResolvedRun, data) -> tuple:
     # every process updates the method's buffers (memory banks) identically from the global batch:
     # DDP must not broadcast them from rank 0 at every step
     distiller = module.objective.distiller
-    module._ddp_params_and_buffers_to_ignore = [f"objective.distiller.{n}" for n, _ in distiller.named_buffers()] if distiller is not None else []
+    ddp_ignore_buffers(module, [f"objective.distiller.{n}" for n, _ in distiller.named_buffers()] if distiller is not None else [])
     return module, teacher, probe
 
 def build_optimizer(r: ResolvedRun, module: DistillModule) -> tuple:
@@ -809,7 +809,7 @@ def run_epoch(t: Training, epoch: int, record: dict, run_dir: Path, show_bar: bo
     objective.phase = phase
     objective.ramp = beta_ramp(epoch - t.init_epochs, cfg.beta_warmup) if phase == "main" else 1.0
     if t.init_epochs and epoch == t.init_epochs:
-        optimizer.optimizer.state.clear()   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
+        clear_momentum(optimizer)   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
     t.train_dl.set_epoch(epoch); t.data.train.dataset.set_epoch(epoch)
     steps = len(t.train_dl) if not cfg.max_steps_per_epoch else min(len(t.train_dl), cfg.max_steps_per_epoch)
     bar = progress_bar(steps, f"epoch {epoch + 1}/{t.total}" + (" (init)" if phase == "init" else ""), show_bar)
