@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -18,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from .core import KDBookError, atomic_write, atomic_write_text
-from .data import Split, load_split, stratified_subset
+from .data import Split, View, load_split, stratified_subset
 from .graphs import class_masks, cosine_matrix, knn_indices, knn_mask, pearson_rows
 from .methods.gkd import gkd_adjacency
 from .methods.hkd import hkd_graph
 from .methods.irg import irg_edges
+from .models import create_model
 from .probe import block_features, block_names, eval_view, run_model, run_teacher
 from .report import collect, execute_into, main_epochs, report_folder
 from .tables import load_spec

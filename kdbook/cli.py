@@ -7,7 +7,7 @@ __all__ = ['LISTS', 'METAVARS', 'NOTEBOOK_COMMANDS', 'registries', 'list_lines',
            'build_parser', 'main', 'console']
 
 # %% ../nbs/30_cli.ipynb #92e46203
-import argparse, json, os, re, sys
+import argparse, json, os, sys
 from pathlib import Path
 
 

@@ -6,12 +6,12 @@
 __all__ = ['NEGATIVE_NUMBER', 'reset_accelerate_state', 'ddp_ignore_buffers', 'clear_momentum', 'register_papermill_io',
            'allow_negative_numbers']
 
-# %% ../nbs/00b_compat.ipynb #26ddda78
+# %% ../nbs/00b_compat.ipynb #f3e2748f
 import argparse
 import re
 
 
-# %% ../nbs/00b_compat.ipynb #bcbd9120
+# %% ../nbs/00b_compat.ipynb #a1c79cb0
 def reset_accelerate_state():
     "Forget the accelerate state of an earlier fit in this process (its `Accelerator` singletons), so the next fit configures afresh."
     from accelerate.state import AcceleratorState

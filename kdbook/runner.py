@@ -11,12 +11,14 @@ __all__ = ['EXPERIMENTS', 'RELATIVE_TO', 'ATOMIC_IO', 'USER_ERRORS', 'KERNEL_ARG
 # %% ../nbs/22_runner.ipynb #e11b9d5f
 import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .compat import register_papermill_io
 from .core import (KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, refuse_links_out,
                          stop_requested)
 from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
 # kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
+if TYPE_CHECKING: from kdbook.train import RunConfig   # for the annotations only
 
 # %% ../nbs/22_runner.ipynb #ceaa1e50
 EXPERIMENTS = Registry("experiment")
