@@ -25,6 +25,7 @@ from .methods.irg import irg_edges
 from .models import create_model
 from .probe import block_features, block_names, eval_view, run_model, run_teacher
 from .report import collect, execute_into, main_epochs, report_folder
+from .results import COMPLETED
 from .tables import load_spec
 from .viz import legend_outside, markdown_table, method_colour
 
@@ -104,7 +105,7 @@ def chosen_runs(spec, scale: str, output_dir) -> tuple:
     """(row, {column: run folder}, [why a column is left out]): per column the lowest seed's completed run with weights,
     in the row that has the most; a column of that row whose completed runs kept no weights is named, not dropped silently."""
     runs = collect(spec, scale, output_dir)
-    completed = runs[runs.status == "completed"] if len(runs) else runs
+    completed = runs[runs.status == COMPLETED] if len(runs) else runs
     done = completed[completed.path.map(lambda p: (Path(p) / "model.pt").exists())] if len(completed) else completed
     if not len(done):
         raise KDBookError(f"no finished run of {spec.name} at scale {scale!r} under {str(output_dir)!r} kept its weights (model.pt); "

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .core import KDBookError, atomic_write_text, package_root
+from .core import PRETRAINED, TEACHER_PLACEHOLDERS, atomic_write_text, KDBookError, package_root
 from .data import DATASETS, Split, View, dataset_info, load_split, paper_view
 from .models import create_model, load_checkpoint
-from .results import read_record
+from .results import COMPLETED, FAILED, read_record
 
 
 # %% auto #0
@@ -60,9 +60,9 @@ def run_teacher(record: dict, root=None) -> tuple:
     cfg = record["config"]
     path = cfg.get("teacher_ckpt") or ""
     if not path or not cfg.get("teacher"): raise KDBookError(f"run {record['run']!r} names no teacher.")
-    if path in ("untrained", "pretrained"):
+    if path in TEACHER_PLACEHOLDERS:
         torch.manual_seed(0)
-        return create_model(cfg["teacher"], dataset_info(cfg["dataset"]).num_classes, pretrained=path == "pretrained").eval(), f"{path} {cfg['teacher']} (a fresh network, seed 0: at smoke scale the figures test the plumbing only)", None
+        return create_model(cfg["teacher"], dataset_info(cfg["dataset"]).num_classes, pretrained=path == PRETRAINED).eval(), f"{path} {cfg['teacher']} (a fresh network, seed 0: at smoke scale the figures test the plumbing only)", None
     path = Path(path.replace("$KDBOOK", str(root or package_root())))
     model, ckpt = load_checkpoint(path)
     return model.eval(), f'{cfg["teacher"]} from {path.name}', ckpt["meta"].get("top1")
@@ -124,14 +124,14 @@ def probe_run(folder, dataset: str, data_dir=None, recipe: ProbeRecipe | None = 
     # bad input is refused before anything is written; what fails after is recorded
     DATASETS.entry(dataset)
     if not model_file.is_file(): raise KDBookError(f"no network to probe: {str(model_file)!r} does not exist (a finished run folder holds model.pt).")
-    res = {"format": PROBE_FORMAT, "dataset": dataset, "model": model_file.name, "status": "failed"}
+    res = {"format": PROBE_FORMAT, "dataset": dataset, "model": model_file.name, "status": FAILED}
     try:
         model, ckpt = load_checkpoint(model_file)
         trained_on = trained_on or ckpt["meta"].get("dataset")
         if not trained_on: raise KDBookError(f"{str(model_file)!r} does not say which dataset it was trained on: pass trained_on.")
         train, test = load_split(dataset, "train", data_dir), load_split(dataset, "test", data_dir)
         res.update(linear_probe(model, trained_on, train, test, recipe, "cuda" if torch.cuda.is_available() else "cpu"),
-                   trained_on=trained_on, status="completed")
+                   trained_on=trained_on, status=COMPLETED)
     except Exception as e:
         res["error"] = f"{type(e).__name__}: {e}"
         atomic_write_text(probe_file(folder, dataset), json.dumps(res, indent=2) + "\n")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import KDBookError, atomic_write, atomic_write_text, in_test, package_root, refuse_links_out
+from .core import atomic_write, atomic_write_text, in_test, KDBookError, package_root, refuse_links_out
 from .models import read_checkpoint
 from .probe import read_probe
 from .reproduce import reproduce
-from .results import RECORD_NAME, portable, read_record, record_problem
+from .results import COMPLETED, FAILED, RECORD_NAME, has_record, portable, read_record, record_problem
 from .runner import KERNEL_ARGS, USER_ERRORS, NotebookFailed, notebooks_dir
 from .tables import Spec, grid_label, load_spec, probe_dataset, published_number, sweep_dir
 from .stats import LEVEL, MAX_HALFWIDTH, gain, seeds_for_halfwidth, sign, verdict
@@ -39,7 +39,7 @@ def collect(spec: Spec, scale: str, output_dir="runs/reproduce") -> pd.DataFrame
                              "epochs": 0, "error": problem, "path": str(path.parent)})
                 continue
             status, last, best = rec["status"], rec["last_top1"], rec["best_top1"]
-            if c.probe and status == "completed":   # the cell's number is the probe's (HKD Table 4)
+            if c.probe and status == COMPLETED:   # the cell's number is the probe's (HKD Table 4)
                 probe = read_probe(path.parent, probe_dataset(spec, c, scale)) or {"status": "probe pending", "top1": None}
                 status, last = probe["status"], probe.get("top1")
                 best, rec = last, {**rec, "error": probe.get("error")}
@@ -66,7 +66,7 @@ def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduc
     if probe:
         top1 = (read_probe(rec_dir, probe) or {}).get("top1")
         return top1, top1
-    if (rec_dir / RECORD_NAME).exists():
+    if has_record(rec_dir):
         try: r = read_record(rec_dir)
         except KDBookError: return None, None   # an unreadable teacher record: no teacher column rather than a traceback
         if record_problem(r): return None, None
@@ -92,8 +92,8 @@ def aggregate(spec: Spec, runs: pd.DataFrame, scale: str, output_dir="runs/repro
     to_metric = (lambda v: 100.0 - v) if spec.metric == "error" else (lambda v: v)
     out = []
     for c in spec.cells:
-        done = runs[(runs.row == c.row) & (runs.col == c.col) & (runs.status == "completed")] if len(runs) else runs
-        failed = int(((runs.row == c.row) & (runs.col == c.col) & (runs.status == "failed")).sum()) if len(runs) else 0
+        done = runs[(runs.row == c.row) & (runs.col == c.col) & (runs.status == COMPLETED)] if len(runs) else runs
+        failed = int(((runs.row == c.row) & (runs.col == c.col) & (runs.status == FAILED)).sum()) if len(runs) else 0
         last = _agg([to_metric(v) for v in done.last_top1], spec.aggregate)
         best = _agg([to_metric(v) for v in done.best_top1], spec.aggregate)
         pub, pub_std = published_number(spec.published_text(c.row, c.col))
@@ -132,7 +132,7 @@ def published_gain(spec: Spec, row: str, col: str) -> float | None:
 
 def _by_seed(runs: pd.DataFrame, row: str, col: str, key: str) -> dict:
     "{seed: value} of a cell's completed runs."
-    d = runs[(runs.row == row) & (runs.col == col) & (runs.status == "completed")]
+    d = runs[(runs.row == row) & (runs.col == col) & (runs.status == COMPLETED)]
     return {int(s): float(v) for s, v in zip(d.seed, d[key]) if v is not None and not pd.isna(v)}
 
 def gains(spec: Spec, runs: pd.DataFrame, level: float = LEVEL, how: str = "t", max_halfwidth: float = MAX_HALFWIDTH) -> pd.DataFrame:
@@ -198,13 +198,13 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
              "not comparable" if not comparable(spec, scale) and _none(x.published) is not None else "" if _none(x.diff) is None else f"{x.diff:+.2f}"]
             for x in cells.itertuples() if x.n or x.failed]
     lines += ["", "## Every cell", "", markdown_table(pd.DataFrame(rows, columns=every), right=every[2:])]
-    mixed = [(key, g.numerics.unique()) for key, g in runs[runs.status == "completed"].groupby(["row", "col"]) if g.numerics.nunique() > 1] \
+    mixed = [(key, g.numerics.unique()) for key, g in runs[runs.status == COMPLETED].groupby(["row", "col"]) if g.numerics.nunique() > 1] \
         if len(runs) else []
     if mixed:   # float reductions differ with threads, kernels and devices: such seeds are not reruns of one computation
         lines += ["", "## Cells whose runs differ in numerics", "",
                   "Their runs ran with different threads, kernels, devices or determinism settings, so equal seeds would "
                   "not give bitwise equal numbers:", ""] + [f"- {r}/{c}: {'; '.join(sorted(v))}" for (r, c), v in mixed]
-    failed = runs[runs.status == "failed"] if len(runs) else runs
+    failed = runs[runs.status == FAILED] if len(runs) else runs
     if len(failed):
         lines += ["", "## Failed runs", ""] + [f"- `{f.row}/{f.col}/seed{f.seed}`: {f.error}" for f in failed.itertuples()]
     unusable = runs[runs.status == "unusable"] if len(runs) else runs
@@ -277,7 +277,7 @@ def plot_vs_published(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     key = "best_top1" if spec.epoch == "best" else "last_top1"
-    done = runs[runs.status == "completed"] if len(runs) else runs
+    done = runs[runs.status == COMPLETED] if len(runs) else runs
     rows = [r for r in spec.rows if len(done) and (done.row == r).any()]
     if not rows: raise KDBookError(f"no completed runs of {spec.name} to plot.")
     fig, axes = plt.subplots(len(rows), 1, figsize=(max(6, 0.8 * len(spec.columns) + 3.5), 3.4 * len(rows)), squeeze=False)
@@ -313,7 +313,7 @@ def main_epochs(rec: dict) -> list:
 
 def _completed_outside_grids(spec: Spec, runs: pd.DataFrame) -> pd.DataFrame:
     "The completed runs of columns without a grid (a grid's dozens of cells would bury the methods' curves)."
-    return runs[(runs.status == "completed") & ~runs.col.map(lambda c: bool((spec.columns.get(c) or {}).get("grid")))] if len(runs) else runs
+    return runs[(runs.status == COMPLETED) & ~runs.col.map(lambda c: bool((spec.columns.get(c) or {}).get("grid")))] if len(runs) else runs
 
 def plot_method_curves(spec: Spec, runs: pd.DataFrame):
     "Test top-1 per epoch: mean over seeds, a band of ± sd where a column has several runs; a line per column, a panel per row."
@@ -510,7 +510,7 @@ CAPTIONS = {   # one line under each figure of report.md
 
 def _figures(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, g: pd.DataFrame, grid: pd.DataFrame) -> list:
     "(file name, function drawing it) of each figure the report has data for, in the order report.md shows them."
-    if not (runs.status == "completed").any(): return []
+    if not (runs.status == COMPLETED).any(): return []
     plots = [("gains.png", lambda: plot_gains(spec, g))] if len(g) else []
     if spec.published: plots.append(("measured_vs_published.png", lambda: plot_vs_published(spec, cells, runs)))
     if len(_completed_outside_grids(spec, runs)):   # a study of grid columns alone has no method curves
@@ -578,7 +578,7 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
         target = dest / spec.name / scale / path.parent.relative_to(root)
         atomic_write_text(target / RECORD_NAME, json.dumps(portable(rec, anchors), indent=2) + "\n")
         n += 1
-        if rec["status"] == "completed" and path.parent.name.startswith("seed") and (path.parent / "model.pt").exists():
+        if rec["status"] == COMPLETED and path.parent.name.startswith("seed") and (path.parent / "model.pt").exists():
             seed = int(path.parent.name[4:])
             if seed < first.get(path.parent.parent, (math.inf,))[0]: first[path.parent.parent] = (seed, path.parent, target)
     def copy(src: Path, f):

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .compat import register_papermill_io
-from .core import (KDBookError, Registry, atomic_write, atomic_write_text, in_test, unknown_choice, package_root, refuse_links_out,
-                         stop_requested)
-from .results import RECORD_NAME, finish, new_record, read_record, run_lock, write_record
+from .core import (TEACHER_PLACEHOLDERS, UNTRAINED, atomic_write, atomic_write_text, in_test, KDBookError, package_root,
+                         refuse_links_out, Registry, stop_requested, unknown_choice)
+from .results import (COMPLETED, FAILED, INTERRUPTED, RECORD_NAME, RUNNING, finish, has_record, new_record, read_record, run_lock,
+                            write_record)
 # kdbook.train (and torch with it) is imported by the functions that run: `kdbook distill --help` stays light
 if TYPE_CHECKING: from kdbook.train import RunConfig   # for the annotations only
 
@@ -53,11 +54,11 @@ def smoke_config(cfg: "RunConfig") -> "RunConfig":
     "The same run shrunk to seconds on synthetic data (what experiment notebooks run under nbdev_test)."
     from kdbook.distill import METHODS
     distilling = cfg.role == "student" and METHODS.get(cfg.method).uses_teacher(cfg.alpha, cfg.beta)
-    teacher_ckpt = cfg.teacher_ckpt if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).exists() else ("untrained" if distilling else "")
+    teacher_ckpt = cfg.teacher_ckpt if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).exists() else (UNTRAINED if distilling else "")
     out = cfg.output_dir if cfg.output_dir not in ("runs", repo_path("runs")) else tempfile.mkdtemp(prefix="kdbook-smoke-")   # never the repository's runs/
     return dataclasses.replace(cfg, dataset="synthetic", data_dir="", epochs=1, max_steps_per_epoch=2, batch_size=32,
                                train_fraction=1.0, output_dir=out, processes=1, precision="no",
-                               teacher=cfg.teacher or ("resnet8" if teacher_ckpt == "untrained" else ""), teacher_ckpt=teacher_ckpt)
+                               teacher=cfg.teacher or ("resnet8" if teacher_ckpt == UNTRAINED else ""), teacher_ckpt=teacher_ckpt)
 
 RELATIVE_TO = ("repository", "here")   # what a notebook's relative paths start from: the checkout, or its working folder
 
@@ -66,7 +67,7 @@ def repo_path(path: str, relative_to: str = "repository") -> str:
     the notebook runs (JupyterLab starts it in nbs/experiments/). `relative_to='here'`, or kdbook not run from a checkout:
     relative to the working folder (`kdbook report` runs its notebooks in the report folder, with paths from there)."""
     if relative_to not in RELATIVE_TO: raise unknown_choice("relative_to", relative_to, RELATIVE_TO)
-    if not path or path in ("untrained", "pretrained") or Path(path).expanduser().is_absolute(): return str(Path(path).expanduser()) if path else path
+    if not path or path in TEACHER_PLACEHOLDERS or Path(path).expanduser().is_absolute(): return str(Path(path).expanduser()) if path else path
     from kdbook.data import repo_root   # kdbook.data imports torch: not at this light module's import
     root = repo_root() if relative_to == "repository" else None
     return str(root / path) if root else path
@@ -114,7 +115,7 @@ def teacher_first(cfg: "RunConfig", say=print) -> "RunConfig":
     given = teacher_for(cfg)
     tcfg = resolve(given).cfg
     where = Path(tcfg.output_dir) / tcfg.name
-    done = (where / RECORD_NAME).exists() and (old := read_record(where))["status"] == "completed" and not config_changes(old["config"], tcfg)
+    done = has_record(where) and (old := read_record(where))["status"] == COMPLETED and not config_changes(old["config"], tcfg)
     if where.is_relative_to(package_root()): where = where.relative_to(package_root())   # the repository's runs/, said as such
     if done: say(f"no teacher checkpoint given: the teacher trained before is reused ({tcfg.model} on {tcfg.dataset}, {where})")
     else: say(f"no teacher checkpoint given: training the teacher first ({tcfg.model} on {tcfg.dataset}, {tcfg.epochs} epochs as the "
@@ -133,7 +134,7 @@ def prepare(notebook: str, params: dict) -> tuple:
         if k not in declared: raise unknown_choice(f"parameter of notebook {notebook!r}", k, declared)
     params = dict(params)
     for k in _PATHS:
-        if params.get(k) and k in declared and params[k] not in ("untrained", "pretrained"): params[k] = str(Path(params[k]).expanduser().resolve())
+        if params.get(k) and k in declared and params[k] not in TEACHER_PLACEHOLDERS: params[k] = str(Path(params[k]).expanduser().resolve())
     merged = {k: v["default"] for k, v in declared.items()} | params
     if merged.get("output_dir") and not Path(merged["output_dir"]).is_absolute():
         merged["output_dir"] = params["output_dir"] = str(Path(merged["output_dir"]).resolve())
@@ -141,10 +142,10 @@ def prepare(notebook: str, params: dict) -> tuple:
     if needs_teacher_run(cfg):   # the notebook trains one first (teacher_first): check both runs now
         tcfg = resolve(teacher_for(cfg)).cfg
         trained = Path(tcfg.output_dir) / tcfg.name
-        if (trained / RECORD_NAME).exists() and read_record(trained)["status"] == "completed":   # trained already: name it
+        if has_record(trained) and read_record(trained)["status"] == COMPLETED:   # trained already: name it
             params["teacher_ckpt"] = str(trained / "model.pt")
             cfg = dataclasses.replace(cfg, teacher_ckpt=params["teacher_ckpt"])
-        else: cfg = dataclasses.replace(cfg, teacher_ckpt="untrained", teacher=cfg.teacher or "resnet20")   # its architecture, for the checks
+        else: cfg = dataclasses.replace(cfg, teacher_ckpt=UNTRAINED, teacher=cfg.teacher or "resnet20")   # its architecture, for the checks
     cfg = resolve(cfg).cfg
     params["name"] = cfg.name
     existing_record(cfg, Path(cfg.output_dir) / cfg.name)   # a folder holding another configuration is refused before anything is written
@@ -208,9 +209,9 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
     from kdbook.train import config_changes, remove_temporaries
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):
-        if (run_dir / RECORD_NAME).exists():
+        if has_record(run_dir):
             rec = read_record(run_dir)
-            if rec["status"] == "completed" and not config_changes(rec["config"], cfg):
+            if rec["status"] == COMPLETED and not config_changes(rec["config"], cfg):
                 print(f"{cfg.name}: already complete (top-1 last {rec['last_top1']:.2f}%, best {rec['best_top1']:.2f}%)", flush=True)
                 return rec
         remove_temporaries(run_dir)
@@ -231,9 +232,9 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
             error = f"{ename}: {e.evalue}" if ename else f"{type(e).__name__}: {e}"
             if interrupted and stop_requested(): error = f"KeyboardInterrupt: stopped by {stop_requested()}"
             remove_temporaries(run_dir)
-            rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else new_record(cfg.name, cfg.role, cfg.to_dict())
-            if rec["status"] == "running":   # the notebook died before or outside the trainer's own recording
-                write_record(run_dir, finish(rec, "interrupted" if interrupted else "failed", error))
+            rec = read_record(run_dir) if has_record(run_dir) else new_record(cfg.name, cfg.role, cfg.to_dict())
+            if rec["status"] == RUNNING:   # the notebook died before or outside the trainer's own recording
+                write_record(run_dir, finish(rec, INTERRUPTED if interrupted else FAILED, error))
             if isinstance(e, SystemExit): raise   # submitit leaves a preempted job this way, after requeueing it
             if interrupted: raise KeyboardInterrupt() from None
             if ename in USER_ERRORS: raise KDBookError(e.evalue) from None
@@ -243,7 +244,7 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
 def launch_config(notebook: str, params: dict) -> Path:
     "Check `params` and write the run's config for a launcher of your own (accelerate launch across machines); nothing runs."
     cfg, params = prepare(notebook, params)
-    if cfg.teacher_ckpt == "untrained" and not params.get("teacher_ckpt"):
+    if cfg.teacher_ckpt == UNTRAINED and not params.get("teacher_ckpt"):
         raise KDBookError("name the teacher checkpoint (--teacher-ckpt): a launched run does not train one first.")
     # as given, not resolved: each machine resolves precision and device for itself (accelerate's flags included)
     given = EXPERIMENTS.get(notebook)(**({k: v["default"] for k, v in notebook_parameters(notebook).items()} | params))

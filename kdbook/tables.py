@@ -11,7 +11,7 @@ __all__ = ['SCALE_NAMES', 'DEFAULT_SCALES', 'MAX_GRID', 'sweep_dir', 'experiment
 import copy, dataclasses, itertools, math, os, re
 from pathlib import Path
 
-from .core import KDBookError, check_name, data_root, load_yaml, unknown_choice
+from .core import TEACHER_PLACEHOLDERS, UNTRAINED, check_name, data_root, KDBookError, load_yaml, unknown_choice
 from .data import DATASETS
 from .distill import METHODS
 from .models import MODELS
@@ -54,7 +54,7 @@ SCALE_NAMES = ("smoke", "cpu", "paper")
 DEFAULT_SCALES = {
     # seconds, synthetic images, untrained teachers: what the tests run
     "smoke": {"epochs": 1, "teacher_epochs": 1, "max_steps_per_epoch": 2, "batch_size": 32, "dataset": "synthetic",
-              "train_fraction": 1.0, "teacher": "untrained", "probe": "digits"},   # and each method's own `smoke` settings from its registry entry
+              "train_fraction": 1.0, "teacher": UNTRAINED, "probe": "digits"},   # and each method's own `smoke` settings from its registry entry
                                                                                 # (probe rows probe the offline digits)
     # a shortened, faithful protocol for 2 CPU cores: fewer epochs, the schedule scaled with them
     "cpu": {"epochs": 30, "teacher_epochs": 30},
@@ -179,7 +179,7 @@ def load_spec(name: str | None = None, spec_file=None) -> Spec:
             if scale not in SCALE_NAMES and scale not in (d.get("scales") or {}):
                 raise unknown_choice(f"scale of teacher {tid} checkpoint in {name}", scale, [*SCALE_NAMES, *(d.get("scales") or {})])
         teachers[tid] = {"model": t["model"], "dataset": t.get("dataset", d.get("dataset")), "recipe": dict(t.get("recipe") or {}),
-                         "checkpoint": {k: v if v in ("untrained", "pretrained") else str(root / v) for k, v in (t.get("checkpoint") or {}).items()},
+                         "checkpoint": {k: v if v in TEACHER_PLACEHOLDERS else str(root / v) for k, v in (t.get("checkpoint") or {}).items()},
                          "label": t.get("label", t["model"]), "spec_only": t.get("spec_only", "")}
     rows, columns = dict(d.get("rows") or {}), {}
     for cid, c in (d.get("columns") or {}).items(): columns.update(_expand_grid(name, cid, c))

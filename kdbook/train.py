@@ -24,12 +24,14 @@ import torch.nn as nn
 from tqdm import TqdmWarning, tqdm
 
 from .compat import clear_momentum, ddp_ignore_buffers, reset_accelerate_state
-from .core import (Features, KDBookError, atomic_write, atomic_write_text, check_name, check_number, check_positive, descendants,
-                         end_all, plain_name, refuse_links_out, seed_everything, stop_on_sigterm, stop_requested, unknown_choice)
+from .core import (PRETRAINED, TEACHER_PLACEHOLDERS, UNTRAINED, atomic_write, atomic_write_text, check_name, check_number,
+                         check_positive, descendants, end_all, Features, KDBookError, plain_name, refuse_links_out,
+                         seed_everything, stop_on_sigterm, stop_requested, unknown_choice)
 from .data import DATASETS, dataset_info, epoch_generator, load_split, make_loaders, paper_view, training_split
 from .distill import METHODS, DistillSetup, KDLoss, MethodSpec, Objective, Recipe
 from .models import MODELS, count_params, create_model, load_checkpoint, read_checkpoint, save_checkpoint, split_model_name
-from .results import LOCK_ENV, add_epoch, finish, new_record, read_record, run_lock, write_record, RECORD_NAME
+from .results import (COMPLETED, FAILED, INTERRUPTED, LOCK_ENV, RECORD_NAME, RUNNING, add_epoch, finish, has_record,
+                            new_record, read_record, run_lock, write_record)
 
 # accelerate imports tqdm.auto, which in a kernel without ipywidgets warns into every notebook; kdbook draws no widget
 warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
@@ -279,10 +281,10 @@ def _check_teacher(c: RunConfig, recipe: Recipe, num_classes: int):
     if not c.teacher_ckpt:
         raise KDBookError(f"method {c.method!r} (alpha={c.alpha:g}, beta={c.beta:g}) needs a teacher: pass a teacher checkpoint "
                           "(train one with `kdbook train-teacher`).")
-    if c.teacher_ckpt in ("untrained", "pretrained"):
+    if c.teacher_ckpt in TEACHER_PLACEHOLDERS:
         if not c.teacher: raise KDBookError(f"teacher_ckpt {c.teacher_ckpt!r} needs the teacher architecture (teacher=...).")
         _check_model(c.teacher, "teacher")
-        if c.teacher_ckpt == "pretrained":
+        if c.teacher_ckpt == PRETRAINED:
             if not c.teacher.startswith(("tv/", "clip:")):
                 raise KDBookError(f"teacher_ckpt 'pretrained' is for tv/ and clip: teachers; {c.teacher!r} needs a kdbook checkpoint.")
             if c.alpha and not (recipe.kd_logits is not None and c.beta):
@@ -332,7 +334,7 @@ def frozen_teacher(r: ResolvedRun, num_classes: int) -> nn.Module | None:
     "The teacher in eval mode with gradients off, or None when the objective does not use it."
     if not r.uses_teacher: return None
     cfg = r.cfg
-    if cfg.teacher_ckpt in ("untrained", "pretrained"): teacher = create_model(cfg.teacher, num_classes, pretrained=cfg.teacher_ckpt == "pretrained")
+    if cfg.teacher_ckpt in TEACHER_PLACEHOLDERS: teacher = create_model(cfg.teacher, num_classes, pretrained=cfg.teacher_ckpt == PRETRAINED)
     else: teacher, _ = load_checkpoint(cfg.teacher_ckpt, cfg.teacher, num_classes)
     teacher.eval().requires_grad_(False)
     return teacher
@@ -617,7 +619,7 @@ PLACES = {"output_dir", "data_dir"}    # where a run and its data lie, not what 
 
 def existing_record(cfg: RunConfig, run_dir: Path) -> dict | None:
     "The record already in `run_dir` (None if none); refuse one of another configuration."
-    if not (run_dir / RECORD_NAME).exists(): return None
+    if not has_record(run_dir): return None
     old = read_record(run_dir)
     if diff := config_changes(old["config"], cfg):
         changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
@@ -635,14 +637,14 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
         raise KDBookError(f"the run's config says processes {cfg.processes}, its launcher started {world}; launch --num_processes {cfg.processes}.")
     run_dir = Path(cfg.output_dir) / cfg.name
     old = existing_record(cfg, run_dir)
-    if old is not None and old["status"] == "completed": return old
+    if old is not None and old["status"] == COMPLETED: return old
     refuse_links_out(run_dir, cfg.output_dir)   # nothing written through a link that leads out of the output folder
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # a rank: its launcher holds the lock, and resolved 'auto' before
         if os.environ.get(PRECISION_FROM_ENV): r = dataclasses.replace(r, precision_from=os.environ[PRECISION_FROM_ENV])
         with stop_on_sigterm(): return _fit(r, run_dir, stop_after_epoch, quiet)
     with run_lock(run_dir), stop_on_sigterm():   # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded interrupted
         old = existing_record(cfg, run_dir)   # again, now that no other process can change it
-        if old is not None and old["status"] == "completed": return old
+        if old is not None and old["status"] == COMPLETED: return old
         remove_temporaries(run_dir)            # what a killed process was writing
         return _fit(r, run_dir, stop_after_epoch, quiet)
 
@@ -663,7 +665,7 @@ def _fit(r: ResolvedRun, run_dir: Path, stop_after_epoch: int | None, quiet: boo
     except BaseException as e:
         if t.main:
             remove_temporaries(run_dir)   # first: on a full disk this frees the room the record needs
-            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            status = INTERRUPTED if isinstance(e, KeyboardInterrupt) else FAILED
             write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
         raise
     finally:
@@ -788,17 +790,17 @@ def start_record(t: Training, run_dir: Path, say=print) -> tuple:
                                      "mixed_precision": cfg.precision, "precision_from": t.run.precision_from, "bf16_native": bf16_native(cfg.device),
                                      "compute_dtype": _compute_dtype_in(t.accelerator, t.unwrapped.student, t.probe)})
     else:
-        record["status"], record["error"] = "running", None
+        record["status"], record["error"] = RUNNING, None
     if t.main: write_record(run_dir, record)
     return first_epoch, record
 
 def _teacher_info(cfg: RunConfig, teacher: nn.Module | None) -> dict | None:
     "What the record says of the teacher: its architecture, checkpoint, accuracy and sha256."
     if teacher is None: return None
-    if not cfg.teacher_ckpt or cfg.teacher_ckpt == "untrained": return {"model": cfg.teacher, "checkpoint": "untrained"}
-    meta = read_checkpoint(cfg.teacher_ckpt)["meta"] if cfg.teacher_ckpt != "pretrained" else {}
+    if not cfg.teacher_ckpt or cfg.teacher_ckpt == UNTRAINED: return {"model": cfg.teacher, "checkpoint": UNTRAINED}
+    meta = read_checkpoint(cfg.teacher_ckpt)["meta"] if cfg.teacher_ckpt != PRETRAINED else {}
     return {"model": cfg.teacher, "checkpoint": str(cfg.teacher_ckpt), "top1": meta.get("top1"), "run": meta.get("run"),
-            "sha256": _sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt != "pretrained" else None}
+            "sha256": _sha256(cfg.teacher_ckpt) if cfg.teacher_ckpt != PRETRAINED else None}
 
 # %% ../nbs/20_train.ipynb #3c6848b5
 def run_epoch(t: Training, epoch: int, record: dict, run_dir: Path, show_bar: bool = False) -> str:
@@ -857,7 +859,7 @@ def finish_run(t: Training, run_dir: Path, record: dict):
         if final.objective.distiller is not None and final.objective.distiller.state_dict():
             save_method_state(run_dir / "distiller.pt", cfg.method, final.objective.distiller)
             record["distiller_checkpoint"] = "distiller.pt"
-        write_record(run_dir, finish(record, "completed"))
+        write_record(run_dir, finish(record, COMPLETED))
     t.accelerator.wait_for_everyone()
 
 # %% ../nbs/20_train.ipynb #6ec5c5a1
@@ -883,7 +885,7 @@ def run(cfg: RunConfig, **kwargs) -> dict:
     refuse_links_out(run_dir, cfg.output_dir)
     with run_lock(run_dir):   # held here for the ranks, which inherit it
         old = existing_record(cfg, run_dir)
-        if old is not None and old["status"] == "completed": return old
+        if old is not None and old["status"] == COMPLETED: return old
         remove_temporaries(run_dir)
         cfg_path = atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         cmd = launch_command(cfg, cfg_path)
@@ -897,14 +899,14 @@ def run(cfg: RunConfig, **kwargs) -> dict:
         except KeyboardInterrupt:   # Ctrl-C, or ranks that had not ended within the grace: none is left behind
             end_all(descendants(), 30)
             proc.wait()
-            rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else None
-            if rec is not None and rec["status"] == "running":
-                remove_temporaries(run_dir); write_record(run_dir, finish(rec, "interrupted", f"KeyboardInterrupt: stopped by {stop_requested() or 'Ctrl-C'}"))
+            rec = read_record(run_dir) if has_record(run_dir) else None
+            if rec is not None and rec["status"] == RUNNING:
+                remove_temporaries(run_dir); write_record(run_dir, finish(rec, INTERRUPTED, f"KeyboardInterrupt: stopped by {stop_requested() or 'Ctrl-C'}"))
             raise
         if proc.returncode:
             error = f"{cfg.processes}-process run {cfg.name!r} failed (exit {proc.returncode})"
-            rec = read_record(run_dir) if (run_dir / RECORD_NAME).exists() else None
-            if rec is not None and rec["status"] == "completed":
+            rec = read_record(run_dir) if has_record(run_dir) else None
+            if rec is not None and rec["status"] == COMPLETED:
                 # rank 0 writes "completed" after every rank's last collective: a rank that fails later (in its
                 # communication library's teardown, as seen once in CI) cannot change the model or the record
                 print(f"warning: {error} after the run completed and was recorded; the record stands.", file=sys.stderr, flush=True)
@@ -913,7 +915,7 @@ def run(cfg: RunConfig, **kwargs) -> dict:
             # nobody asked: a rank died. The launcher stops its peers (rank 0 may record 'interrupted', or nothing yet if it
             # was still starting): this process, which outlives them all, records the run failed whatever the timing
             remove_temporaries(run_dir)
-            write_record(run_dir, finish(rec or new_record(cfg.name, cfg.role, cfg.to_dict()), "failed", error + "; its output is above."))
+            write_record(run_dir, finish(rec or new_record(cfg.name, cfg.role, cfg.to_dict()), FAILED, error + "; its output is above."))
             raise RuntimeError(f"{error}; see {run_dir / RECORD_NAME}.")
         return read_record(run_dir)
 
