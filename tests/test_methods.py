@@ -33,8 +33,12 @@ def library_methods() -> list:
 
 RUNS = {**{name: dict(student=STUDENTS.get(name, "resnet8"), method_params={**METHODS.get(name).smoke, **SETTINGS.get(name, {})})
            for name in library_methods()}, **VARIANTS}
-MULTIPROCESS = [   # relational ones must see the global batch; AT and FSP checked too
-    "irg", "mtk", "gkd", "rkd_d", "ega", "hkd", "pkt", "sp", "cc", "rkd", "crd", "nce", "ccl", "at", "fsp", "sskd", "frame", "frame/irg"]
+# Every method with a loss of its own, and every variant, must equal itself over two processes on the global batch: a
+# new method is in the list by being registered. Except where the method's own modules hold batch norm: DDP computes
+# batch statistics per process (SyncBatchNorm has no CPU kernel), so one process and two differ by design (FitNet's
+# step 1 hint by 1.3e-5, Rocket's loss by 5e-4). The test below fails on any other method with batch norm of its own.
+OWN_BATCH_NORM = {"fitnet": "its ConvReg regressor (RepDistiller's)", "rocket": "its booster network"}
+MULTIPROCESS = [k for k in RUNS if k not in OWN_BATCH_NORM]
 
 
 def checkpointed_weights(run_dir, epoch: int) -> dict:
@@ -88,6 +92,15 @@ def test_hkd_with_crd_negatives_decreases(teacher_ckpt, tmp_path):
 STEP2_REL = {"hkd": 1e-3}
 
 
+@pytest.mark.parametrize("key", sorted(OWN_BATCH_NORM))
+def test_the_methods_left_out_of_the_two_process_test_do_hold_batch_norm(key, tmp_path):
+    fit(RunConfig(dataset="synthetic", model=RUNS[key]["student"], teacher="resnet20", teacher_ckpt="untrained", method=RUNS[key].get("method", key),
+                  method_params=RUNS[key]["method_params"], epochs=1, max_steps_per_epoch=1, batch_size=16, output_dir=str(tmp_path),
+                  name="one", precision="no"), quiet=True)
+    state = torch.load(tmp_path / "one" / "distiller.pt", weights_only=True)["state_dict"]
+    assert any(k.endswith("running_mean") for k in state)
+
+
 @pytest.mark.parametrize("key", MULTIPROCESS)
 def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     # Two optimiser steps (one per epoch): enough for the memory banks, heads and momentum written in step 1
@@ -111,6 +124,7 @@ def test_two_processes_equal_one_on_the_global_batch(key, tmp_path):
     if (tmp_path / "one" / "distiller.pt").exists():   # heads, GNNs, memory banks
         assert two["machine"]["method_state_in_sync"] is True
         da = torch.load(tmp_path / "one" / "distiller.pt", weights_only=True)["state_dict"]
+        assert not any(k.endswith("running_mean") for k in da), f"{key}'s own modules hold batch norm: list it in OWN_BATCH_NORM"
         db = torch.load(tmp_path / "two" / "distiller.pt", weights_only=True)["state_dict"]
         for k in da:
             torch.testing.assert_close(da[k], db[k], rtol=0, atol=5e-5)
