@@ -88,7 +88,7 @@ def test_analyses_name_missing_and_cut_weights_and_draw_the_rest(sweep, tmp_path
 
 
 def test_a_notebook_that_fails_says_its_own_error_and_where_its_copy_is(tmp_path, monkeypatch):
-    import kdbook.runner
+    import kdbook.report
     from kdbook.report import execute_into
     from kdbook.runner import NotebookFailed
     nbs = tmp_path / "nbs"; nbs.mkdir()
@@ -100,7 +100,7 @@ def test_a_notebook_that_fails_says_its_own_error_and_where_its_copy_is(tmp_path
             "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}))
     notebook("broken.ipynb", "raise ValueError('the figure could not be drawn')")
     notebook("refusing.ipynb", "from kdbook.core import KDBookError\nraise KDBookError('no runs to report')")
-    monkeypatch.setattr(kdbook.runner, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(kdbook.report, "notebooks_dir", lambda: nbs)   # where execute_into looks it up
     out = tmp_path / "out"; out.mkdir()
     with pytest.raises(NotebookFailed) as e: execute_into(out, "broken.ipynb", {}, {})
     assert str(e.value) == f"ValueError: the figure could not be drawn\nexecuted notebook: {out / 'broken.ipynb'}"
