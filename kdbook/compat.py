@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['NEGATIVE_NUMBER', 'reset_accelerate_state', 'ddp_ignore_buffers', 'clear_momentum', 'register_papermill_io',
-           'allow_negative_numbers']
+           'quiet_orphaned_kernel_tasks', 'allow_negative_numbers']
 
 # %% ../nbs/00b_compat.ipynb #f3e2748f
 import argparse
+import logging
 import re
 
 
@@ -29,6 +30,12 @@ def register_papermill_io(scheme: str, handler):
     "Register `handler` for paths starting with `scheme` in papermill's I/O registry, once per process."
     from papermill.iorw import papermill_io
     if not any(s == scheme for s, _ in papermill_io._handlers): papermill_io.register(scheme, handler)
+
+def quiet_orphaned_kernel_tasks():
+    """After a notebook run is stopped (Ctrl-C, a killed kernel), from here on: nbclient leaves its kernel-watch task
+    pending, and when papermill's clean-up runs the loop again it ends in `DeadKernelError` that no one awaits, which
+    asyncio logs ("Task exception was never retrieved") beside kdbook's own line. Only asyncio's logger is quieted."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 NEGATIVE_NUMBER = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 

@@ -13,7 +13,7 @@ import ast, dataclasses, json, logging, os, sys, tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .compat import register_papermill_io
+from .compat import quiet_orphaned_kernel_tasks, register_papermill_io
 from .core import (TEACHER_PLACEHOLDERS, UNTRAINED, atomic_write, atomic_write_text, in_test, KDBookError, package_root,
                          refuse_links_out, Registry, stop_requested, unknown_choice)
 from .results import (COMPLETED, FAILED, INTERRUPTED, RECORD_NAME, RUNNING, finish, has_record, new_record, read_record, run_lock,
@@ -231,6 +231,7 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
             interrupted = isinstance(e, (KeyboardInterrupt, SystemExit)) or ename == "KeyboardInterrupt" or stop_requested() is not None
             error = f"{ename}: {e.evalue}" if ename else f"{type(e).__name__}: {e}"
             if interrupted and stop_requested(): error = f"KeyboardInterrupt: stopped by {stop_requested()}"
+            quiet_orphaned_kernel_tasks()   # the kernel is gone: only kdbook's own line reports it
             remove_temporaries(run_dir)
             rec = read_record(run_dir) if has_record(run_dir) else new_record(cfg.name, cfg.role, cfg.to_dict())
             if rec["status"] == RUNNING:   # the notebook died before or outside the trainer's own recording

@@ -1,13 +1,16 @@
 "Each private part of a dependency that kdbook uses (kdbook.compat) still does its job on the installed versions."
 import argparse
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from kdbook.compat import allow_negative_numbers, clear_momentum, ddp_ignore_buffers, register_papermill_io, reset_accelerate_state
+from kdbook.compat import (allow_negative_numbers, clear_momentum, ddp_ignore_buffers, quiet_orphaned_kernel_tasks, register_papermill_io,
+                           reset_accelerate_state)
 
 
 def test_reset_accelerate_state_lets_a_second_accelerator_take_other_settings():
@@ -67,6 +70,26 @@ def test_register_papermill_io_once(tmp_path):
     register_papermill_io("kdbook-test://", Handler)
     assert sum(s == "kdbook-test://" for s, _ in papermill_io._handlers) == 1
     assert papermill_io.read("kdbook-test://x.ipynb") == "read kdbook-test://x.ipynb"
+
+
+ORPHAN = """
+import asyncio, gc
+from nbclient.exceptions import DeadKernelError
+{quiet}
+async def watch(): raise DeadKernelError("Kernel died")   # what nbclient's kernel-watch task ends in once the kernel is gone
+loop = asyncio.new_event_loop()
+task = loop.create_task(watch())
+loop.run_until_complete(asyncio.sleep(0.01))               # the task ends; no one awaits it
+del task; gc.collect()
+print("exited")
+"""
+
+def test_an_orphaned_dead_kernel_task_is_silent_once_quieted():
+    for quiet, noisy in (("", True), ("from kdbook.compat import quiet_orphaned_kernel_tasks; quiet_orphaned_kernel_tasks()", False)):
+        res = subprocess.run([sys.executable, "-c", ORPHAN.format(quiet=quiet)], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and res.stdout.strip() == "exited", res.stderr
+        assert ("Task exception was never retrieved" in res.stderr) == noisy, res.stderr
+        assert ("DeadKernelError" in res.stderr) == noisy, res.stderr
 
 
 def test_negative_numbers_read_as_values():
