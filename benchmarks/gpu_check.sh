@@ -43,7 +43,7 @@ cfg = dict(dataset="cifar10" if cifar else "synthetic", data_dir=data, model="re
            teacher_ckpt=str(Path("data/teachers/resnet20-cifar10-cpu.pt").resolve()) if cifar else "untrained",
            method="kd", epochs=2, device=device, output_dir=str(out), train_fraction=1.0 if device == "cuda" else 0.02)
 if not cifar: cfg.pop("data_dir")
-code = "import json, sys; from kdbook.train import RunConfig, fit; fit(RunConfig(**json.loads(sys.argv[1])))"
+code = "import json, sys; from kdbook.config import RunConfig; from kdbook.train import fit; fit(RunConfig(**json.loads(sys.argv[1])))"
 def start(name): return subprocess.Popen([sys.executable, "-c", code, json.dumps({**cfg, "name": name})])
 t = time.time(); straight = start("straight"); straight.wait(); straight_s = time.time() - t
 victim = start("resumed")

@@ -11,7 +11,7 @@ see each image in 4 rotations (the features are of 4 x batch views, its teacher 
 full step runs both networks on 4 x batch images.
 
 Full step: teacher forward, student forward and backward, the objective, SGD step, through kdbook's trainer
-step (`kdbook.train.train_epoch`), compared with the same for Hinton KD.
+step (`kdbook.loop.train_epoch`), compared with the same for Hinton KD.
 
 Peak memory is the growth of the process's peak resident memory (CPU) or of the peak CUDA allocation (GPU)
 during the measured calls, above what the inputs already use. Each method is measured in a fresh process.
@@ -46,7 +46,7 @@ def measure_loss(method, batch, device, repeats):
     from kdbook.distill import DistillSetup, METHODS
     from kdbook.methods.kd import KDLoss
     from kdbook.models import create_model
-    from kdbook.train import keep_freed_memory
+    from kdbook.loop import keep_freed_memory
     keep_freed_memory()
     torch.manual_seed(0)
     tname, sname = PAIRS.get(method, ("resnet32x4", "resnet8x4"))
@@ -97,7 +97,9 @@ def measure_step(method, batch, device, steps):
     from kdbook.distill import DistillSetup
     from kdbook.memory import LabelAwareNegatives
     from kdbook.models import create_model
-    from kdbook.train import DistillModule, RunConfig, _fresh_accelerator, build_objective, keep_freed_memory, resolve, train_epoch
+    from kdbook.loop import DistillModule, build_objective, keep_freed_memory, train_epoch
+    from kdbook.config import RunConfig, resolve
+    from kdbook.train import _fresh_accelerator
     keep_freed_memory()
     torch.manual_seed(0)
     tname, sname = PAIRS.get(pair_of or method, ("resnet32x4", "resnet8x4"))

@@ -1,12 +1,12 @@
 """Time one distillation step in kdbook against a plain PyTorch loop over the same models and batch.
 
 A step is: teacher forward (no grad), student forward and backward, 0.1*CE + 0.9*KD (T=4), SGD step.
-kdbook's side is its real training path: `kdbook.train.train_epoch` over an accelerate-prepared
+kdbook's side is its real training path: `kdbook.loop.train_epoch` over an accelerate-prepared
 `DistillModule` (objective, loss-term bookkeeping, NaN checks every `log_every` steps). The plain side is
 the loop one would write by hand. Both start from identical weights and see identical batches. They run
 in back-to-back pairs of rounds (order alternating), and the reported ratio is the median of the
 per-pair ratios, which cancels the slow drift of a shared machine; per-step medians are given too.
-As `fit` does, the benchmark first asks glibc to keep freed memory (`kdbook.train.keep_freed_memory`);
+As `fit` does, the benchmark first asks glibc to keep freed memory (`kdbook.loop.keep_freed_memory`);
 the setting is process-wide, so both sides share it. `--no-mallopt` shows the default allocator, under
 which the plain loop happens to be faster only because it keeps the previous step's activations alive.
 
@@ -20,7 +20,9 @@ import torch.nn.functional as F
 
 from kdbook.distill import DistillSetup
 from kdbook.models import create_model
-from kdbook.train import DistillModule, RunConfig, _fresh_accelerator, build_objective, keep_freed_memory, resolve, train_epoch
+from kdbook.loop import DistillModule, build_objective, keep_freed_memory, train_epoch
+from kdbook.config import RunConfig, resolve
+from kdbook.train import _fresh_accelerator
 
 
 def main():

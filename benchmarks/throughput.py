@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from kdbook.data import DATASETS, DatasetInfo, Split
-from kdbook.train import RunConfig, fit
+from kdbook.config import RunConfig
+from kdbook.train import fit
 
 ROADS = {"original": dict(precision="no", channels_last=False, batched_transforms=False),
          "fast-bf16": dict(precision="bf16", channels_last=True, batched_transforms=True),

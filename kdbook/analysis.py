@@ -16,12 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import KDBookError, atomic_write, atomic_write_text
+from .core import KDBookError, atomic_write, atomic_write_text, unknown_choice
 from .data import Split, View, load_split, stratified_subset
-from .graphs import class_masks, cosine_matrix, knn_indices, knn_mask, pearson_rows
-from .methods.gkd import gkd_adjacency
-from .methods.hkd import hkd_graph
-from .methods.irg import irg_edges
+from .graphs import class_masks, cosine_matrix, knn_indices, knn_mask
+from .distill import METHODS
 from .models import create_model
 from .probe import block_features, block_names, eval_view, run_model, run_teacher
 from .report import collect, execute_into, main_epochs, report_folder
@@ -30,10 +28,10 @@ from .tables import load_spec
 from .viz import legend_outside, markdown_table, method_colour
 
 # %% auto #0
-__all__ = ['FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'RELATIONS', 'SECTIONS', 'knn_predict', 'knn_accuracy', 'map_2d',
-           'label_smoothness', 'blockwise_agreement', 'relation_graphs', 'graph_gap', 'balanced_sample', 'chosen_runs',
-           'plot_maps', 'plot_test_curves', 'per_block', 'plot_relations', 'Analysed', 'gather', 'Page',
-           'teacher_depths', 'students_last_block', 'test_curves', 'gkd_blocks', 'ega_embeddings', 'relation_matrices',
+__all__ = ['FIGURE7', 'FIGURE8', 'GKD_STUDENTS', 'SECTIONS', 'knn_predict', 'knn_accuracy', 'map_2d', 'label_smoothness',
+           'blockwise_agreement', 'relation_graphs', 'graph_gap', 'balanced_sample', 'chosen_runs', 'plot_maps',
+           'plot_test_curves', 'per_block', 'plot_relations', 'Analysed', 'gather', 'Page', 'teacher_depths',
+           'students_last_block', 'test_curves', 'gkd_blocks', 'ega_embeddings', 'relation_matrices', 'check_analyses',
            'analyse', 'run_analyses_notebook']
 
 # %% ../nbs/40_analysis.ipynb #0f55b74f
@@ -76,23 +74,18 @@ def blockwise_agreement(ref: dict, ref_labels: torch.Tensor, feats: dict, teache
 
 # %% ../nbs/40_analysis.ipynb #f940fe31
 def relation_graphs(feats: dict) -> dict:
-    "The batch graph each graph loss matches, from `block_features` output: {'IRG', 'GKD', 'EGA', 'HKD'} -> N x N."
-    last = f"block{max(int(n[5:]) for n in feats if n.startswith('block'))}"
-    p = pearson_rows(feats["pooled"])
-    n = len(feats["logits"])
-    edges = hkd_graph(feats["logits"], k=min(8, n))   # neighbour -> centre
-    knn = torch.zeros(n, n).index_put_((edges[1], edges[0]), torch.ones(edges.shape[1]))
-    return {"IRG": irg_edges(feats[last]), "GKD": gkd_adjacency(feats["pooled"]), "EGA": p @ p.T, "HKD": knn}
+    "The batch graph each method's loss matches (its registered `relation`), from `block_features` output: {'IRG', 'GKD', ...} -> N x N."
+    return {name.upper(): METHODS.get(name).relation(feats) for name in METHODS.names() if METHODS.get(name).relation is not None}
 
 def graph_gap(a_t: torch.Tensor, a_s: torch.Tensor) -> float:
     "`|A_T - A_S|_F / |A_T|_F`: how far a student's batch graph is from the teacher's."
     return ((a_t - a_s).norm() / a_t.norm().clamp_min(1e-12)).item()
 
 # %% ../nbs/40_analysis.ipynb #1df7f7ba
-FIGURE7 = ("Baseline", "KD", "Rocket", "IRG", "MTK")      # IRG's Figure 7 (students' last block), in the paper's order
-FIGURE8 = ("Baseline", "Rocket", "IRG", "MTK")            # IRG's Figure 8 (test loss and accuracy per epoch)
-GKD_STUDENTS = ("Baseline", "RKD-D", "GKD")               # GKD's slides 15-16: RKD-D and GKD students
-RELATIONS = {"IRG": "IRG", "GKD": "GKD", "EGA": "EGA", "HKD": "HKD"}   # the graph each column's loss matches
+# the runs each figure draws, by their recorded method (whatever a spec calls its columns), in the paper's order
+FIGURE7 = ("baseline", "kd", "rocket", "irg", "mtk")      # IRG's Figure 7 (students' last block)
+FIGURE8 = ("baseline", "rocket", "irg", "mtk")            # IRG's Figure 8 (test loss and accuracy per epoch)
+GKD_STUDENTS = ("baseline", "rkd_d", "gkd")               # GKD's slides 15-16: RKD-D and GKD students
 
 def balanced_sample(split: Split, n: int, seed: int = 0) -> Split:
     "About `n` images of `split`, the same number per class, sorted by class (the order the relation matrices are drawn in)."
@@ -145,6 +138,8 @@ def plot_maps(panels: dict, labels: torch.Tensor, seed: int = 0, width: int = 5,
     fig.tight_layout(rect=(0, 0.5 / (2.8 * nrows + 0.5) + 0.04 / nrows, 1, 1))
     return fig, scores
 
+
+# %% ../nbs/40_analysis.ipynb #ea88da1d
 def plot_test_curves(records: dict, colours: dict | None = None):
     "Test loss and test top-1 per epoch of the main phase, one line per {label: record} in its method's colour (IRG's Figure 8)."
     import matplotlib.pyplot as plt
@@ -159,6 +154,8 @@ def plot_test_curves(records: dict, colours: dict | None = None):
     legend_outside(b); fig.tight_layout()
     return fig
 
+
+# %% ../nbs/40_analysis.ipynb #55883d4d
 def per_block(values: dict, ylabel: str, title: str, colours: dict | None = None):
     "Lines of a per-block quantity {label: [value per block]} against relative depth (block / number of blocks), in the methods' colours."
     import matplotlib.pyplot as plt
@@ -183,6 +180,7 @@ def plot_relations(rows: dict):
         for ax in axes[r]: ax.set_xticks([]); ax.set_yticks([])
         for ax in axes[r, len(panels):]: ax.axis("off")
     return fig
+
 
 # %% ../nbs/40_analysis.ipynb #fd7b08c4
 def _depths(feats: dict, n: int = 4) -> list:
@@ -214,11 +212,17 @@ class Analysed:
     def colours(self) -> dict:
         "{label: colour} of the chosen columns (their methods' colours in every figure) and the teacher."
         return {self.label(c): method_colour(self.spec.columns[c]["method"]) for c in self.runs} | {"Teacher": method_colour("teacher")}
-    def missing(self, wanted) -> str:
-        "' Not run here: ...' for the wanted columns of the spec that were not run (or '')."
-        gone = [self.label(c) for c in wanted if c in self.spec.columns and c not in self.runs]
+    def method(self, col: str) -> str: return self.records[col]["config"]["method"]
+    def with_methods(self, methods) -> list:
+        "The chosen columns whose runs trained one of `methods`, in the order of `methods` (then the spec's)."
+        return sorted((c for c in self.runs if self.method(c) in methods), key=lambda c: methods.index(self.method(c)))
+    def missing(self, methods) -> str:
+        "' Not run here: ...' for the spec's columns of `methods` that were not run (or '')."
+        gone = [self.label(c) for c in self.spec.columns if self.spec.columns[c]["method"] in methods and c not in self.runs]
         return f" Not run here: {', '.join(gone)}." if gone else ""
 
+
+# %% ../nbs/40_analysis.ipynb #7954ef42
 def gather(spec, scale: str, output_dir, data_dir=None, images: int = 1000, reference: int = 2000, seed: int = 0) -> Analysed:
     "Read the chosen runs (`chosen_runs`) and their teacher, sample the images, compute every network's features once."
     row, runs, left_out = chosen_runs(spec, scale, output_dir)
@@ -245,6 +249,8 @@ def gather(spec, scale: str, output_dir, data_dir=None, images: int = 1000, refe
         a.t_feats = block_features(a.teacher, test.images, view)
     return a
 
+
+# %% ../nbs/40_analysis.ipynb #8549bba3
 class Page:
     "analyses.md in the making: headings, figures written atomically beside it with their captions, tables, the numbers."
     def __init__(self, out: Path): self.out, self.lines, self.figures, self.numbers = Path(out), [], {}, {}
@@ -258,19 +264,20 @@ class Page:
         import pandas as pd
         self.lines.append(markdown_table(pd.DataFrame(rows), floatfmt=floatfmt) + "\n")
 
+
 # %% ../nbs/40_analysis.ipynb #39549cc8
-def teacher_depths(a: Analysed, page: Page):
+def teacher_depths(a: Analysed, page: Page) -> str | None:
     "IRG Figure 6: the teacher's features at four depths, each a t-SNE map with its separability."
-    if a.t_feats is None: return
+    if a.t_feats is None: return "no chosen run read a teacher"
     fig, sc = plot_maps({f"teacher {d}": a.t_feats[d] for d in _depths(a.t_feats)}, a.test.labels, a.seed, classes=a.test.classes)
     page.heading("The teacher's features at several depths (IRG, Figure 6)")
     page.figure("fig6_teacher_depths.png", fig, "What to look for: the classes separate more with depth; the last block "
                 "(IRG's Eltwise9 on ResNet-20), the one IRG's one-to-many mode reads, is the most separable.")
     page.numbers["teacher_depths"] = sc
 
-def students_last_block(a: Analysed, page: Page):
+def students_last_block(a: Analysed, page: Page) -> str | None:
     "IRG Figure 7: every student's last block (the paper's methods first), and the teacher's, with separability and test top-1."
-    students = [c for c in FIGURE7 if c in a.runs] + [c for c in a.runs if c not in FIGURE7]
+    students = a.with_methods(FIGURE7) + [c for c in a.runs if a.method(c) not in FIGURE7]
     panels = {a.label(c): a.feats[c][block_names(a.feats[c])[-1]] for c in students}
     if a.t_feats is not None: panels["Teacher"] = a.t_feats[block_names(a.t_feats)[-1]]
     fig, sc = plot_maps(panels, a.test.labels, a.seed, classes=a.test.classes)
@@ -281,18 +288,21 @@ def students_last_block(a: Analysed, page: Page):
     top1 = [a.records[c]["last_top1"] for c in students] + ([a.teacher_top1] if a.t_feats is not None else [])
     page.table({"network": list(sc), "5-NN accuracy (%)": list(sc.values()), "test top-1 (%), last epoch": top1})
 
-def test_curves(a: Analysed, page: Page):
+
+# %% ../nbs/40_analysis.ipynb #6324873e
+def test_curves(a: Analysed, page: Page) -> str | None:
     "IRG Figure 8: test loss and accuracy per epoch of Baseline, Rocket, IRG and MTK."
-    curves = {a.label(c): a.records[c] for c in FIGURE8 if c in a.runs}
-    if not curves: return
+    curves = {a.label(c): a.records[c] for c in a.with_methods(FIGURE8)}
+    if not curves: return f"no chosen run of method {', '.join(FIGURE8)}"
     page.heading("Test loss and accuracy per epoch (IRG, Figure 8)")
     page.figure("fig8_test_curves.png", plot_test_curves(curves, a.colours()), "Each column's first seed. What to look for: the paper's "
                 "L_IRG and L_MTK reach a lower test loss and a higher accuracy than Rocket, L_MTK the steadiest." + a.missing(FIGURE8))
 
-def gkd_blocks(a: Analysed, page: Page):
+def gkd_blocks(a: Analysed, page: Page) -> str | None:
     "GKD slides 15-16: per block, agreement of a 5-NN read-out with the teacher's decision, and the labels' smoothness."
-    if a.t_feats is None or not any(c in a.runs for c in ("RKD-D", "GKD")): return
-    gkd = [c for c in GKD_STUDENTS if c in a.runs]
+    gkd = a.with_methods(GKD_STUDENTS)
+    if a.t_feats is None: return "no chosen run read a teacher"
+    if not any(a.method(c) in ("rkd_d", "gkd") for c in gkd): return "no chosen run of method rkd_d or gkd"
     t_pred = a.t_feats["logits"].argmax(1)
     agree = {"Teacher": blockwise_agreement(block_features(a.teacher, a.ref.images, a.view), a.ref.labels, a.t_feats, t_pred)}
     agree.update({a.label(c): blockwise_agreement(block_features(a.models[c], a.ref.images, a.view), a.ref.labels, a.feats[c], t_pred)
@@ -310,31 +320,38 @@ def gkd_blocks(a: Analysed, page: Page):
     page.table({"network": list(agree), "last block agrees with the teacher (%)": [v[-1] for v in agree.values()],
                 "last block label energy": [smooth[k][-1] for k in agree]}, floatfmt=".3g")
 
-def ega_embeddings(a: Analysed, page: Page):
+
+# %% ../nbs/40_analysis.ipynb #bf25f943
+def ega_embeddings(a: Analysed, page: Page) -> str | None:
     "EGA's t-SNE: the teacher's and the EGA student's pooled vectors."
-    if a.t_feats is None or "EGA" not in a.runs: return
-    fig, sc = plot_maps({"teacher (pooled)": a.t_feats["pooled"], f"{a.label('EGA')} student (pooled)": a.feats["EGA"]["pooled"]},
+    ega = a.with_methods(("ega",))
+    if a.t_feats is None: return "no chosen run read a teacher"
+    if not ega: return "no chosen run of method ega"
+    col = ega[0]
+    fig, sc = plot_maps({"teacher (pooled)": a.t_feats["pooled"], f"{a.label(col)} student (pooled)": a.feats[col]["pooled"]},
                         a.test.labels, a.seed, classes=a.test.classes)
     page.heading("Teacher and EGA student embeddings (EGA, t-SNE)")
     page.figure("ega_tsne.png", fig, "What to look for: the student's map keeps the teacher's class neighbourhoods.")
     page.numbers["ega"] = sc
 
-def relation_matrices(a: Analysed, page: Page):
-    "The batch graph each loss matches, teacher vs the run's student before (as initialised) and after distillation."
-    if a.t_feats is None: return
+def relation_matrices(a: Analysed, page: Page) -> str | None:
+    "The batch graph each run's loss matches (its method's registered `relation`), teacher vs the student before (as initialised) and after."
+    if a.t_feats is None: return "no chosen run read a teacher"
+    cols = [c for c in a.runs if METHODS.get(a.method(c)).relation is not None]
+    if not cols: return "no chosen run of a method that registers the graph it matches (relation=)"
     sample = balanced_sample(a.test, 6 * len(a.test.classes), a.seed)   # 6 per class, sorted: class blocks on the diagonal
-    t_graph = relation_graphs(block_features(a.teacher, sample.images, a.view))
+    t_blocks = block_features(a.teacher, sample.images, a.view)
     rows, gaps = {}, {}
-    for loss, col in RELATIONS.items():
-        if col not in a.runs: continue
-        cfg = a.records[col]["config"]
+    for col in cols:
+        relation, cfg = METHODS.get(a.method(col)).relation, a.records[col]["config"]
         torch.manual_seed(cfg["seed"])
         before = create_model(cfg["model"], len(a.test.classes))   # the run's architecture, freshly initialised
-        b, after = (relation_graphs(block_features(m, sample.images, a.view))[loss] for m in (before, a.models[col]))
-        gaps[a.label(col)] = {"before": graph_gap(t_graph[loss], b), "after": graph_gap(t_graph[loss], after)}
-        rows[loss] = {"teacher": t_graph[loss], f"student before (gap {gaps[a.label(col)]['before']:.2f})": b,
-                      f"{a.label(col)} student (gap {gaps[a.label(col)]['after']:.2f})": after}
-    if not rows: return
+        t, b, after = (relation(f) for f in (t_blocks, *(block_features(m, sample.images, a.view) for m in (before, a.models[col]))))
+        label, graph = a.label(col), a.method(col).upper()   # the graph's name: its method's (IRG, GKD, EGA, HKD)
+        if sum(a.method(c) == a.method(col) for c in cols) > 1: graph = f"{graph} ({label})"
+        gaps[label] = {"before": graph_gap(t, b), "after": graph_gap(t, after)}
+        rows[graph] = {"teacher": t, f"student before (gap {gaps[label]['before']:.2f})": b,
+                       f"{label} student (gap {gaps[label]['after']:.2f})": after}
     page.heading("What each loss matches: the batch graphs, teacher vs student, before and after distillation")
     page.figure("relations.png", plot_relations(rows), f"{len(sample)} test images sorted by class. What to look for: the "
                 "teacher's class blocks on the diagonal, absent from the untrained student (the run's architecture, freshly "
@@ -343,7 +360,13 @@ def relation_matrices(a: Analysed, page: Page):
     page.numbers["relations"] = gaps
     page.table({"student": list(gaps), "gap before": [v["before"] for v in gaps.values()], "gap after": [v["after"] for v in gaps.values()]})
 
-SECTIONS = (teacher_depths, students_last_block, test_curves, gkd_blocks, ega_embeddings, relation_matrices)
+SECTIONS = {f.__name__: f for f in (teacher_depths, students_last_block, test_curves, gkd_blocks, ega_embeddings, relation_matrices)}
+
+def check_analyses(spec):
+    "A spec may name the analyses it wants (default: every one its runs allow): each name must be one of `SECTIONS`."
+    for name in spec.analyses:
+        if name not in SECTIONS: raise unknown_choice(f"analysis of {spec.name}", name, SECTIONS)
+
 
 # %% ../nbs/40_analysis.ipynb #26cb423e
 def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir=None, images: int = 1000,
@@ -352,6 +375,7 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
     import matplotlib; matplotlib.use("Agg")
     spec = load_spec(experiment, spec_file or None)
     scale = spec.check_scale(scale)
+    check_analyses(spec)
     a = gather(spec, scale, output_dir, data_dir, images, reference, seed)
     say(f"analyses of {spec.name} ({scale}), row {a.row}: {', '.join(a.runs)}; {len(a.test)} test and {len(a.ref)} training images")
     dataset = a.records[next(iter(a.runs))]["config"]["dataset"]
@@ -365,10 +389,16 @@ def analyse(experiment: str | None, scale: str, output_dir, report_dir, data_dir
     if a.left_out:
         for why in a.left_out: say(f"left out: {why}")
         page.lines += ["## Runs left out", "", "These columns are in no figure below:", ""] + [f"- {why}" for why in a.left_out] + [""]
-    for section in SECTIONS: section(a, page)
+    not_drawn = {}
+    for name in spec.analyses or SECTIONS:
+        why = SECTIONS[name](a, page)
+        if why: not_drawn[name] = why; say(f"not drawn: {name}: {why}")
+    if not_drawn:
+        page.lines += ["## Not drawn", ""] + [f"- `{name}`: {why}." for name, why in not_drawn.items()] + [""]
     text = "\n".join(page.lines)
     atomic_write_text(page.out / "analyses.md", text)
-    return {"markdown": text, "figures": page.figures, "numbers": page.numbers, "row": a.row, "runs": {c: str(p) for c, p in a.runs.items()}}
+    return {"markdown": text, "figures": page.figures, "numbers": page.numbers, "row": a.row, "runs": {c: str(p) for c, p in a.runs.items()},
+            "not_drawn": not_drawn}
 
 # %% ../nbs/40_analysis.ipynb #890baf60
 def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, data_dir=None,
@@ -376,7 +406,8 @@ def run_analyses_notebook(experiment: str | None, scale: str = "cpu", output_dir
     "Execute nbs/experiments/analyses.ipynb into the report folder: the papers' analysis figures from the runs' weights (kdbook.analysis)."
     spec = load_spec(experiment, spec_file or None)
     scale = spec.check_scale(scale)
-    chosen_runs(spec, scale, output_dir)   # refuse before writing anything if no finished run kept its weights
+    check_analyses(spec)                   # refuse before writing anything: an analysis that does not exist,
+    chosen_runs(spec, scale, output_dir)   # or no finished run that kept its weights
     out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
     # the dataset folder reaches the kernel as KDBOOK_DATA, not as a parameter: the executed notebook (a file to
     # commit) then names no folder of this machine

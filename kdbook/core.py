@@ -6,8 +6,8 @@
 __all__ = ['UNTRAINED', 'PRETRAINED', 'TEACHER_PLACEHOLDERS', 'KDBookError', 'unknown_choice', 'check_positive', 'check_number',
            'check_name', 'plain_name', 'Entry', 'Registry', 'load_plugins', 'Features', 'seed_everything',
            'package_root', 'data_root', 'in_test', 'file_mode', 'atomic_write', 'atomic_write_text',
-           'atomic_write_json', 'links_out', 'refuse_links_out', 'stop_requested', 'descendants', 'alive', 'signal_all',
-           'end_all', 'stop_on_sigterm', 'load_yaml']
+           'atomic_write_json', 'file_sha256', 'links_out', 'refuse_links_out', 'stop_requested', 'descendants',
+           'alive', 'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
 
 # %% ../nbs/00_core.ipynb #ea44e524
 import dataclasses, difflib, importlib, inspect, json, math, os, pkgutil, random, re, sys, tempfile
@@ -111,6 +111,8 @@ class Registry:
 
 def _qualname(obj): return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
+
+# %% ../nbs/00_core.ipynb #ed7f0146
 def _same_definition(a, b) -> bool:
     "Same name and, unless one comes from a notebook (`__main__`), same module: a re-run cell or a notebook's exported twin."
     a, b = (getattr(o, "distiller", None) or o for o in (a, b))   # a method spec is known by its distiller class
@@ -126,7 +128,8 @@ def load_plugins():
         if name not in _plugins_loaded:
             _plugins_loaded.add(name)
             try: importlib.import_module(name)
-            except ImportError as e: raise KDBookError(f"KDBOOK_PLUGINS names {name!r}, which cannot be imported ({e}).") from None
+            except ImportError as e: raise KDBookError(f"KDBOOK_PLUGINS names {name!r}, which cannot be imported ({e}).") from e   # its traceback: where the plugin broke
+
 
 # %% ../nbs/00_core.ipynb #ac3d70ef
 @dataclass
@@ -227,6 +230,15 @@ def _json_default(o):
     if isinstance(o, (np.integer, np.floating)): return o.item()
     if hasattr(o, "tolist"): return o.tolist()   # tensors and arrays
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+def file_sha256(path) -> str:
+    "The sha256 of a file's bytes, read in 1 MB pieces (checkpoints can be large)."
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
+    return h.hexdigest()
+
 
 # %% ../nbs/00_core.ipynb #45438402
 def _inside(path: Path, root: Path) -> bool:

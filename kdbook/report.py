@@ -22,7 +22,7 @@ from .results import COMPLETED, FAILED, RECORD_NAME, has_record, portable, read_
 from .runner import KERNEL_ARGS, USER_ERRORS, NotebookFailed, notebooks_dir
 from .tables import Spec, grid_label, load_spec, probe_dataset, published_number, sweep_dir
 from .stats import LEVEL, MAX_HALFWIDTH, gain, seeds_for_halfwidth, sign, verdict
-from .train import check_output_dir
+from .config import check_output_dir
 from .viz import legend_outside, markdown_table, method_colour
 
 # %% ../nbs/26_report.ipynb #06be0894
@@ -160,19 +160,10 @@ def _fmt(v, std=None, digits=2) -> str:
 
 def _none(v): return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
-def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: str, gains_section: str = "") -> str:
-    "The report as Markdown: provenance, the table in the paper's layout, the gains over the baseline (`gains_section`), the long table, failures."
-    metric = "test error (%)" if spec.metric == "error" else "test top-1 (%)"
-    # a grid column's cells are drawn and tabled under Sensitivity, not as columns of the paper's table
-    cols = [c for c in spec.columns if not spec.columns[c].get("grid")] + ["Teacher"]
-    published = f"Published values: {spec.published_source}." if spec.published_source else "No published values (a figure, or a study of kdbook's): measured values only."
-    lines = [f"# {spec.title}", "", f"Experiment `{spec.name}`, scale `{scale}`. {published}", "",
-             f"Metric: {metric}, {spec.aggregate} over seeds, the **{spec.epoch}** epoch as the paper reports it; "
-             "cells read `measured ± std [runs] (published)`; – = not run or not reported.", ""]
-    variants = sorted({v for v in runs.variant.dropna()}) if len(runs) else []
-    commits = sorted({str(v)[:10] for v in runs.commit.dropna()}) if len(runs) else []
-    if variants: lines += [f"Data: {', '.join(variants)}.", ""]
-    if commits: lines += [f"kdbook commit(s): {', '.join(commits)}.", ""]
+
+# %% ../nbs/26_report.ipynb #6ff45e07
+def _paper_layout(spec: Spec, cells: pd.DataFrame, cols: list) -> str:
+    "The table in the paper's layout: one line per row, `measured ± std [runs] (published)` per column."
     header, rows = ["row"] + [spec.columns[c].get("label", c) if c in spec.columns else c for c in cols], []
     for rid, r in spec.rows.items():
         out = [r.get("label", rid)]
@@ -184,13 +175,11 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
             pub = f" ({_fmt(_none(x.published))})" if _none(x.published) is not None else (" (kdbook extra)" if x.extra else "")
             out.append("spec only" if x.spec_only and not x.n else f"{_fmt(_none(v), _none(s))} [{x.n}]{pub}")
         rows.append(out)
-    lines.append(markdown_table(pd.DataFrame(rows, columns=header), right=header[1:]))
-    notes = [spec.columns[c]["note"] for c in cols if c in spec.columns and spec.columns[c].get("note")]
-    if notes: lines += [""] + [f"{n}" for n in notes]   # what a mark in a column's label (†) means
-    if gains_section: lines += ["", gains_section.rstrip("\n")]
-    if not comparable(spec, scale):
-        lines += ["", f"Scale `{scale}` runs on synthetic data with untrained teachers for seconds: its numbers test the machinery and "
-                  "are not comparable with the published ones (no differences, no verdicts)."]
+    return markdown_table(pd.DataFrame(rows, columns=header), right=header[1:])
+
+def _report_sections(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: str) -> list:
+    "The lines after the gains: every cell, cells of mixed numerics, failed runs, records left out, cells not run."
+    lines = []
     every = ["row", "column", "runs", "failed", "last", "best", "published", "measured − published"]
     # a cell not run in this sweep is left out: the table above has its published value
     rows = [[x.row, x.label, x.n, x.failed, _fmt(_none(x.last), _none(x.last_std)), _fmt(_none(x.best), _none(x.best_std)),
@@ -218,7 +207,33 @@ def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: 
             whole = [r for r in group.row.unique() if (cells[cells.row == r].spec_only == why).all()]
             parts = [f"row {r}" for r in whole] + [f"{x.row}/{x.col}" for x in group.itertuples() if x.row not in whole]
             lines.append(f"- {why}: {', '.join(parts)}")
+    return lines
+
+
+# %% ../nbs/26_report.ipynb #8494199e
+def markdown_report(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, scale: str, gains_section: str = "") -> str:
+    "The report as Markdown: provenance, the table in the paper's layout, the gains over the baseline (`gains_section`), the long table, failures."
+    metric = "test error (%)" if spec.metric == "error" else "test top-1 (%)"
+    # a grid column's cells are drawn and tabled under Sensitivity, not as columns of the paper's table
+    cols = [c for c in spec.columns if not spec.columns[c].get("grid")] + ["Teacher"]
+    published = f"Published values: {spec.published_source}." if spec.published_source else "No published values (a figure, or a study of kdbook's): measured values only."
+    lines = [f"# {spec.title}", "", f"Experiment `{spec.name}`, scale `{scale}`. {published}", "",
+             f"Metric: {metric}, {spec.aggregate} over seeds, the **{spec.epoch}** epoch as the paper reports it; "
+             "cells read `measured ± std [runs] (published)`; – = not run or not reported.", ""]
+    variants = sorted({v for v in runs.variant.dropna()}) if len(runs) else []
+    commits = sorted({str(v)[:10] for v in runs.commit.dropna()}) if len(runs) else []
+    if variants: lines += [f"Data: {', '.join(variants)}.", ""]
+    if commits: lines += [f"kdbook commit(s): {', '.join(commits)}.", ""]
+    lines.append(_paper_layout(spec, cells, cols))
+    notes = [spec.columns[c]["note"] for c in cols if c in spec.columns and spec.columns[c].get("note")]
+    if notes: lines += [""] + [f"{n}" for n in notes]   # what a mark in a column's label (†) means
+    if gains_section: lines += ["", gains_section.rstrip("\n")]
+    if not comparable(spec, scale):
+        lines += ["", f"Scale `{scale}` runs on synthetic data with untrained teachers for seconds: its numbers test the machinery and "
+                  "are not comparable with the published ones (no differences, no verdicts)."]
+    lines += _report_sections(spec, cells, runs, scale)
     return "\n".join(lines) + "\n"
+
 
 # %% ../nbs/26_report.ipynb #17fb18e2
 def _gain_text(gain, low, high) -> str:
@@ -272,6 +287,8 @@ def _ticks(ax, labels: list):
     many = len(labels) > 6
     ax.set_xticks(range(len(labels)), labels, rotation=30 if many else 0, ha="right" if many else "center")
 
+
+# %% ../nbs/26_report.ipynb #33ee7501
 def plot_vs_published(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame):
     "Measured (mean ± sd over seeds at the table's epoch; no bar for one run) beside published (± its std), one panel per row."
     import matplotlib.pyplot as plt
@@ -315,6 +332,8 @@ def _completed_outside_grids(spec: Spec, runs: pd.DataFrame) -> pd.DataFrame:
     "The completed runs of columns without a grid (a grid's dozens of cells would bury the methods' curves)."
     return runs[(runs.status == COMPLETED) & ~runs.col.map(lambda c: bool((spec.columns.get(c) or {}).get("grid")))] if len(runs) else runs
 
+
+# %% ../nbs/26_report.ipynb #8c4657d1
 def plot_method_curves(spec: Spec, runs: pd.DataFrame):
     "Test top-1 per epoch: mean over seeds, a band of ± sd where a column has several runs; a line per column, a panel per row."
     import matplotlib.pyplot as plt
@@ -339,6 +358,8 @@ def plot_method_curves(spec: Spec, runs: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+
+# %% ../nbs/26_report.ipynb #e12942ab
 def plot_loss_terms(spec: Spec, runs: pd.DataFrame):
     "Each weighted training-loss term per epoch (mean over seeds, log scale), one panel per cell: what each method adds to CE."
     import matplotlib.pyplot as plt
@@ -360,6 +381,7 @@ def plot_loss_terms(spec: Spec, runs: pd.DataFrame):
     for ax in list(axes.flat)[len(cells):]: ax.axis("off")
     fig.tight_layout()
     return fig
+
 
 # %% ../nbs/26_report.ipynb #7103e8d4
 def plot_gains(spec: Spec, g: pd.DataFrame):
@@ -415,6 +437,8 @@ def _baseline_reference(ax, centre: float, std, colour: str, label: str):
     ax.axhline(centre, color=colour, linestyle="--", linewidth=1, label=label + ("" if _none(std) is None else " (± sd)"))
     if _none(std) is not None: ax.axhspan(centre - std, centre + std, color=colour, alpha=0.12, linewidth=0)
 
+
+# %% ../nbs/26_report.ipynb #2834f682
 def _focus(ax, points: list, refs: list):
     """Fit the y-range to the effect under discussion: the baselines and the values near them or near the lines' median;
     a value far off (a weight that wrecks training) is drawn at the edge as a triangle with its number."""
@@ -432,6 +456,8 @@ def _focus(ax, points: list, refs: list):
         ax.plot([x], [edge], "v" if y < lo else "^", color="black", ms=6, zorder=5)
         ax.annotate(f"{y:.1f}", (x, edge), xytext=(4, 3 if y > hi else -9), textcoords="offset points", fontsize=7)
 
+
+# %% ../nbs/26_report.ipynb #0a9af5bd
 def plot_grid(spec: Spec, cells: pd.DataFrame):
     "One panel per (row, grid column): accuracy against the first grid key, a line per value of the second, the baseline as a band."
     import matplotlib.pyplot as plt
@@ -468,6 +494,8 @@ def plot_grid(spec: Spec, cells: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+
+# %% ../nbs/26_report.ipynb #ef1c21e1
 def _baseline_grid(spec: Spec, g: pd.DataFrame, rid: str, key: str) -> dict:
     "{value of `key`: (measured, std)} of the row's baseline grid column over `key` alone, if the spec has one."
     for cid, c in spec.columns.items():
@@ -491,6 +519,7 @@ def grid_markdown(spec: Spec, cells: pd.DataFrame) -> str:
         out += [f"### {column}, {spec.rows[rid].get('label', rid)}", "", markdown_table(pd.DataFrame(rows, columns=header), right=header), ""]
     return "\n".join(out)
 
+
 # %% ../nbs/26_report.ipynb #cf7bae89
 def report_folder(report_dir, output_dir, experiment: str, scale: str) -> Path:
     "The report's folder (default: the sweep folder's `report/`), made; a file in its way or no permission is refused first."
@@ -508,6 +537,8 @@ CAPTIONS = {   # one line under each figure of report.md
                        "several runs; a value far off the range at the edge (▼ ▲) with its number.",
 }
 
+
+# %% ../nbs/26_report.ipynb #a86804b6
 def _figures(spec: Spec, cells: pd.DataFrame, runs: pd.DataFrame, g: pd.DataFrame, grid: pd.DataFrame) -> list:
     "(file name, function drawing it) of each figure the report has data for, in the order report.md shows them."
     if not (runs.status == COMPLETED).any(): return []
@@ -553,6 +584,8 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
         plt.close(fig)
     return {"dir": out, "markdown": md, "body": body, "captions": captions, "cells": cells, "gains": g, "runs": runs, "figures": figures}
 
+
+# %% ../nbs/26_report.ipynb #025fc5be
 def notebook_inputs(experiment: str, scale: str, output_dir, columns=("KD",)) -> tuple:
     "A report notebook's inputs; under nbdev_test, a smoke sweep of `columns` of IRG Table 4's first row, made in a temporary folder."
     if not in_test(): return experiment, scale, output_dir
@@ -587,6 +620,8 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
         atomic_write(target / "model.pt", lambda f, s=src / "model.pt": copy(s, f))
     return n
 
+
+# %% ../nbs/26_report.ipynb #6d6c6a19
 def execute_into(out: Path, notebook: str, parameters: dict, paths: dict, log_output=False) -> Path:
     """Execute nbs/experiments/<notebook> with papermill in the folder `out` and save it there as <notebook>, naming no machine:
     the `paths` parameters reach it relative to `out` (relative_to 'here'), so that the copy runs again from where it lies."""
@@ -609,6 +644,8 @@ def execute_into(out: Path, notebook: str, parameters: dict, paths: dict, log_ou
     finally: tmp.unlink(missing_ok=True)
     return out / notebook
 
+
+# %% ../nbs/26_report.ipynb #9edc7d9a
 def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="runs/reproduce", report_dir=None, log_output=False,
                         spec_file=None, interval: str = "t", max_halfwidth: float = MAX_HALFWIDTH) -> Path:
     "Execute nbs/experiments/report.ipynb with papermill into the report folder (it writes and renders the report)."
@@ -620,3 +657,4 @@ def run_report_notebook(experiment: str | None, scale: str = "cpu", output_dir="
     out = report_folder(report_dir, output_dir, spec.name, scale).resolve()
     return execute_into(out, "report.ipynb", {"experiment": spec.name, "scale": scale, "interval": interval, "max_halfwidth": max_halfwidth},
                         {"output_dir": output_dir, "report_dir": out, "spec_file": spec_file}, log_output)
+

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture
 def synthetic_run(tmp_path):
     "A factory of small synthetic-data run configs writing under tmp_path (fp32 unless a test asks for more)."
-    from kdbook.train import RunConfig
+    from kdbook.config import RunConfig
 
     def make(**kw):
         base = dict(dataset="synthetic", model="resnet8", epochs=2, batch_size=32, output_dir=str(tmp_path), log_every=5, precision="no")

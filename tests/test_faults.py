@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from kdbook.results import read_record
-from kdbook.train import RunConfig, fit, latest_checkpoint
+from kdbook.config import RunConfig
+from kdbook.train import fit
+from kdbook.checkpoint import latest_checkpoint
 
 KDBOOK = str(Path(sys.executable).parent / "kdbook")   # the console script of this environment
 QUICK = "{max_steps_per_epoch: 2, log_every: 1}"

@@ -9,7 +9,7 @@ PACKAGE = Path(kdbook.__file__).parent
 # Bottom to top, as the README's "What is inside" draws them. The methods (kdbook/methods/*) are one layer: they may
 # import each other (no circle), and the registry in `distill` finds them by package name, never by import.
 LAYERS = ["compat", "core", "results", "stats", "viz", "graphs", "memory", "data", "models", "distill", "methods", "teachers",
-          "train", "tables", "runner", "probe", "reproduce", "report", "analysis", "cli"]
+          "config", "checkpoint", "loop", "train", "launch", "tables", "runner", "probe", "reproduce", "report", "analysis", "cli"]
 # The modules `kdbook --help` and `kdbook list` import: they start without torch, so they import the rest of kdbook
 # inside the functions that need it. Everywhere else kdbook's own imports are at the top of the module.
 LIGHT = {"compat", "core", "results", "runner", "cli"}

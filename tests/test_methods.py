@@ -9,7 +9,9 @@ from kdbook.distill import METHODS
 from kdbook.models import read_checkpoint
 from kdbook.results import read_record
 from kdbook.runner import run_notebook
-from kdbook.train import RunConfig, fit, run
+from kdbook.config import RunConfig
+from kdbook.train import fit
+from kdbook.launch import run
 
 # every method of the library, by its registry name: its smoke settings (from the registry entry), and
 # resnet8 as the student (resnet20's widths, as FSP needs) unless the method needs two blocks per stage

@@ -13,7 +13,7 @@ import torch
 
 from kdbook.core import alive, descendants
 from kdbook.results import read_record
-from kdbook.train import latest_checkpoint
+from kdbook.checkpoint import latest_checkpoint
 
 KDBOOK = str(Path(sys.executable).parent / "kdbook")   # the console script of this environment
 

@@ -13,8 +13,18 @@ def render_readme() -> str:
     import nbformat
     from nbconvert import MarkdownExporter
     nb = nbformat.read(ROOT / "nbs" / "index.ipynb", as_version=4)
+    from kdbook.distill import methods_table
     body, _ = MarkdownExporter().from_notebook_node(nb)
+    body = body.replace("<!-- methods table -->", methods_table())   # from the method registry: the README cannot drift from it
     return "<!-- made from nbs/index.ipynb: edit the notebook, then run `python tests/test_readme.py` -->\n\n" + body.strip() + "\n"
+
+
+def test_the_methods_table_lists_every_registered_method():
+    from kdbook.distill import METHODS
+    readme = (ROOT / "README.md").read_text()
+    listed = re.findall(r"^\| `(\w+)` \|", readme.split("## Methods")[1].split("\n## ")[0], re.M)
+    assert sorted(listed) == sorted(n for n in METHODS.names() if METHODS.get(n).distiller is None
+                                    or METHODS.get(n).distiller.__module__.startswith("kdbook."))
 
 
 def readme_test_command(readme: str) -> str:

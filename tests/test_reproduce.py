@@ -303,6 +303,18 @@ def test_report_analyses_draw_from_the_weights_and_redraw_from_the_committed_cop
     assert r.returncode == 0, r.stdout + r.stderr
     table = lambda text: [l for l in text.splitlines() if l.startswith("| ") and "5-NN" not in l]
     assert table((again / "analyses.md").read_text()) == table(md)
+    # what the toy's runs cannot give is said, by section and by what it lacked
+    assert "## Not drawn" in md and "- `gkd_blocks`: no chosen run of method rkd_d or gkd." in md
+    # a spec names the analyses it wants: only those are drawn; a name that is no analysis is refused before anything is read
+    spec = specs / "experiments" / "toy.yaml"
+    spec.write_text(spec.read_text() + "analyses: [test_curves]\n")
+    only = tmp_path / "only"
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(rep / "records"), "--report-dir", str(only), "--analyses")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in only.glob("fig*.png")) == ["fig8_test_curves.png"]
+    spec.write_text(spec.read_text().replace("analyses: [test_curves]", "analyses: [test_curvez]"))
+    r = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(rep / "records"), "--report-dir", str(tmp_path / "bad"), "--analyses")
+    assert r.returncode == 2 and "test_curvez" in r.stderr and "test_curves" in r.stderr, r.stderr
 
 
 def test_the_report_notebook_reads_relative_paths_from_the_repository_root_wherever_it_runs(specs, tmp_path):

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from kdbook.results import read_record
-from kdbook.train import RunConfig, fit, latest_checkpoint
+from kdbook.config import RunConfig
+from kdbook.train import fit
+from kdbook.checkpoint import latest_checkpoint
 
 KDBOOK = str(Path(sys.executable).parent / "kdbook")
 
@@ -91,7 +93,7 @@ def test_writes_stay_under_the_folder_the_user_gave(tmp_path):
                              capture_output=True, text=True)
         assert res.returncode == 2 and "is not a plain name" in res.stderr
     # a derived name never climbs out either: a method parameter holding a path becomes part of one folder name
-    from kdbook.train import resolve
+    from kdbook.config import resolve
     c = resolve(RunConfig(dataset="synthetic", method="frame", teacher="resnet8", teacher_ckpt="untrained",
                           method_params={"teacher_head": "../../x/head.pt"}, output_dir=str(out)), check_data=False).cfg
     assert "/" not in c.name and (out / c.name).resolve().parent == out.resolve()

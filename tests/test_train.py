@@ -6,7 +6,11 @@ import torch
 
 from kdbook.models import read_checkpoint
 from kdbook.results import read_record
-from kdbook.train import TrainingDiverged, bf16_native, fit, latest_checkpoint, run
+from kdbook.loop import TrainingDiverged
+from kdbook.config import bf16_native
+from kdbook.train import fit
+from kdbook.checkpoint import latest_checkpoint
+from kdbook.launch import run
 
 
 def _weights(run_dir):
@@ -145,7 +149,7 @@ def test_a_rank_that_aborts_after_the_run_completed_leaves_the_completed_record(
 
 
 def test_several_processes_start_through_accelerate_launch_with_the_runs_settings(synthetic_run, tmp_path):
-    from kdbook.train import launch_command
+    from kdbook.launch import launch_command
     cmd = launch_command(synthetic_run(processes=4, precision="bf16"), tmp_path / "config.json")
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[-3:] == ["-m", "kdbook.train", str(tmp_path / "config.json")]
     flags = dict(zip(cmd[3:-3:], cmd[4:-3]))
