@@ -136,6 +136,10 @@ def _check_model(name, what):
     if base.startswith("tv/"):
         import torchvision
         if base[3:] not in torchvision.models.list_models(): raise unknown_choice(f"torchvision {what}", base[3:], torchvision.models.list_models())
+    elif base.startswith("timm/"):   # as create_model reads them: timm's own names
+        try: import timm
+        except ImportError: raise KDBookError(f"{what} {name!r} needs timm: pip install timm.") from None
+        if base[5:] not in timm.list_models(): raise unknown_choice(f"timm {what}", base[5:], timm.list_models())
     elif not base.startswith("clip:"): MODELS.entry(base)
 
 def check_output_dir(path, what: str = "output_dir") -> Path:

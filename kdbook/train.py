@@ -45,7 +45,9 @@ def _fresh_accelerator(r: ResolvedRun, run_dir: Path | None = None):
     # accelerate joins CPU ranks into a gloo group only when told the device is the CPU: 'auto' without CUDA is the CPU
     # (told nothing, each rank of a `--processes 2` run trained alone, both writing the same run folder)
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.precision, dataloader_config=DataLoaderConfiguration(split_batches=True),
+    # pinned batches (the loader pins them on a GPU) are copied to the device without blocking the host
+    loading = DataLoaderConfiguration(split_batches=True, non_blocking=not cpu)
+    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.precision, dataloader_config=loading,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)], **tracking)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world:

@@ -62,10 +62,9 @@ class CRD(Distiller):
         cand = torch.cat([idx[:, None], batch["negatives"]], dim=1)          # exact mode: the positive first
         e_s = torch.exp(self.mem_t.dots(v_s, cand) / hp.tau)                 # student anchor, teacher bank
         e_t = torch.exp(self.mem_s.dots(v_t, cand) / hp.tau)                 # teacher anchor, student bank
-        if not self._z_known:
-            if self.z[0] < 0:                                                # set once, from the first batch
-                n = self.setup.num_train
-                self.z = torch.stack([e_s.detach().mean() * n, e_t.detach().mean() * n])
+        if not self._z_known:   # set once, from the first batch, kept after a resume; chosen on the device (no host read)
+            n = self.setup.num_train
+            self.z = torch.where(self.z < 0, torch.stack([e_s.detach().mean() * n, e_t.detach().mean() * n]), self.z)
             self._z_known = True
         loss = nce_contrast_loss(e_s / self.z[0], self.setup.num_train) + nce_contrast_loss(e_t / self.z[1], self.setup.num_train)
         self.mem_s.update(idx, v_s); self.mem_t.update(idx, v_t)
