@@ -262,6 +262,11 @@ def shufflenet_v2(num_classes: int, widths=(116, 232, 464, 1024), blocks=(3, 7, 
     return StagedNet(conv_bn_relu(3, 24, 1), stages, head, nn.Linear(widths[3], num_classes))
 
 MODELS.register("ShuffleV1", summary="ShuffleNetV1, groups 3 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v1(num_classes))
+# IRG's ShuffleNet-x0.5 teacher (Tables 1, 3): ShuffleNet v1 (groups 3) at half of RepDistiller's CIFAR widths (kdbook's
+# reading: IRG gives no code for it). Its size matches the paper's, whose model sizes are megabytes of float32 weights:
+# 0.23M parameters = 0.91 MB (the paper: 0.94M), as ResNet20's 0.27M = 1.09 MB (1.06M) and ResNet20-x0.5's 0.28 MB (0.28M)
+MODELS.register("ShuffleV1_x0.5", summary="ShuffleNetV1, groups 3, half width (120/240/480): IRG's ShuffleNet-x0.5 teacher", light=True)(
+    lambda num_classes: shufflenet_v1(num_classes, widths=(120, 240, 480)))
 MODELS.register("ShuffleV2", summary="ShuffleNetV2, net size 1 (RepDistiller)", light=True)(lambda num_classes: shufflenet_v2(num_classes))
 
 # %% ../nbs/03_models.ipynb #03cc82e3
