@@ -21,9 +21,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from kdbook.config import RunConfig, resolve
-from kdbook.data import _stats, epoch_generator, make_loaders
+from kdbook.data import _stats, dataset_info, epoch_generator, make_loaders
 from kdbook.distill import METHODS
-from kdbook.loop import apply_views
 from kdbook.train import build_module
 from test_methods import RUNS   # every registered method with its smoke settings, and the variants
 
@@ -67,7 +66,7 @@ def step_on_fake_cuda(key: str, precision: str) -> list:
     r = resolve(cfg, check_data=False)
     cfg = r.cfg
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, None, cfg.train_fraction, cfg.subset_seed, cfg.augment, cfg.image_size, 0,
-                        crop_padding=cfg.crop_padding, flip=cfg.flip, extra_views=r.recipe.data_views(data_info(cfg), True, cfg.augment, cfg.image_size),
+                        crop_padding=cfg.crop_padding, flip=cfg.flip, extra_views=r.recipe.data_views(dataset_info(cfg.dataset), True, cfg.augment, cfg.image_size),
                         extras=(lambda split: r.recipe.extras(split, cfg.seed)) if r.recipe.extras else None, batched=True)
     module, teacher, _ = build_module(r, data)   # on the CPU, as the trainer builds them before accelerate moves them
     module.train()
@@ -110,11 +109,6 @@ def _fake_step(mode, syncs, module, teacher, batch, views, choices, precision) -
             loss = sum(terms.values())
             assert loss.device.type == "cuda"
     return syncs.found
-
-
-def data_info(cfg):
-    from kdbook.data import dataset_info
-    return dataset_info(cfg.dataset)
 
 
 # the host syncs that stay in a step, by method, and why (none today)
