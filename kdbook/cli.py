@@ -142,12 +142,14 @@ def _add_reproduce(sub):
 def _add_import_teacher(sub):
     "`kdbook import-teacher`: a released CIFAR teacher as a kdbook checkpoint."
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    it = sub.add_parser("import-teacher", formatter_class=fmt, help="make a RepDistiller or mdistiller CIFAR teacher checkpoint a kdbook one",
+    it = sub.add_parser("import-teacher", formatter_class=fmt, help="make a RepDistiller/mdistiller CIFAR teacher or timm/torchvision weights a kdbook checkpoint",
                         description="Make a CIFAR teacher released with RepDistiller or mdistiller (their cifar_teachers: resnet56, resnet110, "
                                     "resnet32x4, wrn_40_2, vgg13, ResNet50...) a kdbook checkpoint that --teacher-ckpt reads. The mapping of their "
-                                    "module names onto kdbook's is checked tensor by tensor; the file is read as tensors only (no unpickling).")
+                                    "module names onto kdbook's is checked tensor by tensor; the file is read as tensors only (no unpickling). ImageNet teachers "
+                                    "(IRG Table 4's ResNet101-v2): a timm or torchvision state dict (.pth, .bin, .safetensors) of a timm/ or tv/ network, "
+                                    "matched by name: --from timm --model timm/resnetv2_101.")
     it.add_argument("path", metavar="PATH", help="their checkpoint (e.g. resnet32x4_vanilla/ckpt_epoch_240.pth)")
-    it.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="repdistiller or mdistiller")
+    it.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="repdistiller, mdistiller, timm or torchvision")
     it.add_argument("--model", default="", metavar="MODEL", help="the network it holds (empty: read from its folder or file name)")
     it.add_argument("--output", default="", metavar="FILE", help="the kdbook checkpoint to write (empty: <model>-<source>.pt here)")
 

@@ -16,7 +16,7 @@ import torch
 
 from .core import (PRETRAINED, TEACHER_PLACEHOLDERS, check_name, check_number, check_positive, KDBookError, plain_name,
                          unknown_choice)
-from .data import DATASETS, dataset_info, load_split, training_split
+from .data import DATASETS, STREAM_CROPS, dataset_info, load_split, training_split
 from .distill import METHODS, MethodSpec, Recipe
 from .models import MODELS, load_checkpoint, read_checkpoint, split_model_name
 from .results import has_record, read_record
@@ -48,6 +48,7 @@ class RunConfig:
     augment: bool = True              # random crops and flips of the training images (the papers' augmentation)
     crop_padding: int = 4             # zero padding before the random crop: RepDistiller RandomCrop(32, padding=4); IRG pads to 36x36 (2)
     flip: bool = True                 # random horizontal flip (RepDistiller; IRG's prototxts: mirror: true)
+    stream_crop: str = "random-resized"   # streamed datasets (ImageNet): torchvision's RandomResizedCrop, or IRG's resize-299 (kdbook.data.STREAM_CROPS); crop_padding is for in-memory ones
     image_size: int | None = None
     num_workers: int = 0
     epochs: int | None = None         # None: the dataset's recipe (RepDistiller's 240 on the papers' datasets; 15 on digits)
@@ -160,6 +161,7 @@ def _check_numbers(c: RunConfig):
         if getattr(c, name) is not None: check_positive(name, getattr(c, name))
     if c.num_workers < 0: raise KDBookError(f"num_workers must be 0 or more, got {c.num_workers!r}.")
     if c.crop_padding < 0: raise KDBookError(f"crop_padding must be 0 or more, got {c.crop_padding!r}.")
+    if c.stream_crop not in STREAM_CROPS: raise unknown_choice("stream_crop", c.stream_crop, STREAM_CROPS)
     if c.seed < 0 or (c.subset_seed is not None and c.subset_seed < 0): raise KDBookError(f"seeds must be 0 or more, got seed={c.seed!r}, subset_seed={c.subset_seed!r}.")
     check_number("train_fraction", c.train_fraction, 0, 1, low_open=True)
     for name in ("gamma", "alpha", "beta", "weight_decay"): check_number(name, getattr(c, name), 0)

@@ -8,8 +8,8 @@ __all__ = ['MODELS', 'CHECKPOINT_FORMAT', 'StagedNet', 'conv_bn_relu', 'BasicBlo
            'vgg_bn', 'InvertedResidual', 'mobilenetv2', 'channel_shuffle', 'ShuffleV1Block', 'shufflenet_v1',
            'ShuffleV2Block', 'ShuffleV2Down', 'shufflenet_v2', 'Bottleneck', 'resnet50', 'convnet_nobn',
            'with_embedding', 'HookedFeatures', 'tv_stage_modules', 'TorchvisionFeatures', 'torchvision_model',
-           'TimmFeatures', 'timm_model', 'ClipImageEncoder', 'clip_model', 'save_checkpoint', 'load_tensors',
-           'read_checkpoint', 'load_checkpoint']
+           'TimmFeatures', 'timm_model', 'ClipImageEncoder', 'clip_model', 'resnext26_32x4d', 'save_checkpoint',
+           'load_tensors', 'read_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/03_models.ipynb #78024a3b
 import difflib
@@ -425,6 +425,14 @@ class ClipImageEncoder(nn.Module):
         return Features(logits=None, pooled=self.model.encode_image(x).float())
 
 def clip_model(name: str, pretrained: bool = True) -> nn.Module: return ClipImageEncoder(name, pretrained)
+
+# %% ../nbs/03_models.ipynb #rx26cd01
+@MODELS.register("ResNeXt26_32x4d", summary="ResNeXt-26 (32x4d): 2 bottlenecks per stage, torchvision's ResNet class (IRG's ImageNet 'ResNext26', kdbook's reading)")
+def resnext26_32x4d(num_classes: int) -> nn.Module:
+    "ResNeXt-26 (32x4d) for ImageNet, torchvision's ResNeXt with two bottlenecks per stage; its stages are torchvision's `layer1-4`."
+    from torchvision.models.resnet import Bottleneck, ResNet
+    model = ResNet(Bottleneck, [2, 2, 2, 2], num_classes=num_classes, groups=32, width_per_group=4)
+    return TorchvisionFeatures(model, *tv_stage_modules(model))
 
 # %% ../nbs/03_models.ipynb #dbf75458
 CHECKPOINT_FORMAT = "kdbook-model-1"

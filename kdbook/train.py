@@ -141,8 +141,8 @@ def build_module(r: ResolvedRun, data) -> tuple:
     teacher = frozen_teacher(r, info.num_classes)
     if teacher is not None: teacher.to(memory_format=fmt)
     # feature shapes from two test images through the test-time views: no augmentation, no RNG use
-    raw = data.test.dataset.split.images[:2]
-    probe = paper_view(info, False, image_size=cfg.image_size).apply(raw)
+    raw = data.test_pixels(2)
+    probe = (data.test_views["image"] if data.test_views else paper_view(info, False, image_size=cfg.image_size)).apply(raw)
     t_view = r.recipe.data_views(info, False, cfg.augment, cfg.image_size).get("teacher_image")
     t_probe = t_view.apply(raw) if t_view else probe
     student.eval()
@@ -171,13 +171,16 @@ def build_training(r: ResolvedRun, accelerator) -> Training:
     cfg = r.cfg
     seed_everything(cfg.seed)
     data = make_loaders(cfg.dataset, cfg.batch_size, cfg.seed, cfg.data_dir or None, cfg.train_fraction, cfg.subset_seed,
-                        cfg.augment, cfg.image_size, cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip,
+                        cfg.augment, cfg.image_size, cfg.num_workers, crop_padding=cfg.crop_padding, flip=cfg.flip, stream_crop=cfg.stream_crop,
+                        rank=accelerator.process_index, processes=accelerator.num_processes,
                         extra_views=r.recipe.data_views(dataset_info(cfg.dataset), True, cfg.augment, cfg.image_size),
                         extras=(lambda split: r.recipe.extras(split, cfg.seed)) if r.recipe.extras else None,
                         batched=cfg.batched_transforms, pin_memory=accelerator.device.type == "cuda")
     module, teacher, probe = build_module(r, data)
     optimizer, scheduler = build_optimizer(r, module)
-    module, optimizer, train_dl, test_dl = accelerator.prepare(module, optimizer, data.train, data.test)
+    # the training loader is sharded by kdbook (GlobalBatches: the last batch too) and moved to the device in the loop
+    module, optimizer, test_dl = accelerator.prepare(module, optimizer, data.test)
+    train_dl = data.train
     if teacher is not None: teacher.to(accelerator.device)
     if cfg.compile:   # in place, so that state-dict keys stay those of the plain modules
         accelerator.unwrap_model(module).student.compile()
@@ -223,7 +226,7 @@ def run_epoch(t: Training, epoch: int, record: dict, run_dir: Path, show_bar: bo
     objective.ramp = beta_ramp(epoch - t.init_epochs, cfg.beta_warmup) if phase == "main" else 1.0
     if t.init_epochs and epoch == t.init_epochs:
         clear_momentum(optimizer)   # the main phase starts with fresh momentum (RepDistiller: a new optimizer)
-    t.train_dl.set_epoch(epoch); t.data.train.dataset.set_epoch(epoch)
+    t.train_dl.batch_sampler.set_epoch(epoch); t.data.train.dataset.set_epoch(epoch)
     steps = len(t.train_dl) if not cfg.max_steps_per_epoch else min(len(t.train_dl), cfg.max_steps_per_epoch)
     bar = progress_bar(steps, f"epoch {epoch + 1}/{t.total}" + (" (init)" if phase == "init" else ""), show_bar)
     lr = optimizer.param_groups[0]["lr"]

@@ -23,7 +23,9 @@ def _strip(epochs):
 
 
 ROADS = {"fast path": dict(precision="auto"),   # bf16 where native, channels-last, batched transforms on the device
-         "original road": dict(precision="no", channels_last=False, batched_transforms=False)}   # fp32, NCHW, per-image
+         "original road": dict(precision="no", channels_last=False, batched_transforms=False),   # fp32, NCHW, per-image
+         # JPEGs decoded and cropped in 2 loader workers (random-resized crops and flips drawn per (seed, epoch, index))
+         "streamed": dict(precision="no", dataset="synthetic-folder", image_size=24, num_workers=2)}
 
 
 @pytest.mark.parametrize("road", list(ROADS))
@@ -57,18 +59,21 @@ def test_evaluating_less_often_leaves_the_training_unchanged(synthetic_run, tmp_
     for k in a: assert torch.equal(a[k], b[k]), k
 
 
-def test_two_processes_equal_one_process_on_the_global_batch(synthetic_run, tmp_path):
+@pytest.mark.parametrize("dataset", ["synthetic", "synthetic-folder"])
+def test_two_processes_equal_one_process_on_the_global_batch(dataset, synthetic_run, tmp_path):
     # no BatchNorm (per-process statistics); augmentation on, since the batched transforms draw their crops and flips
-    # for the global batch: what is left must match, including a relational loss that couples the two halves
+    # for the global batch (the streamed road: per item, in the loader): what is left must match, including a
+    # relational loss that couples the two halves. synthetic-folder's 240 images make 7.5 batches: the last, half
+    # batch is shared too (accelerate's sharding filled it up with first-batch images for the second process)
     kw = dict(model="convnet_nobn", method="toy_relational", teacher="convnet_nobn", teacher_ckpt="untrained",
-              augment=True, device="cpu", epochs=2, batch_size=32)
+              augment=True, device="cpu", epochs=2, batch_size=32, dataset=dataset, image_size=16)
     one = run(synthetic_run(name="one", **kw))
     two = run(synthetic_run(name="two", processes=2, **kw))
     assert two["machine"]["processes"] == 2
     for e1, e2 in zip(one["epochs"], two["epochs"]):
         for term in ("loss", "ce", "toy_relational.graph"):
             assert e1["train"][term] == pytest.approx(e2["train"][term], rel=1e-5, abs=1e-7), term
-        assert abs(e1["test_top1"] - e2["test_top1"]) <= 100 / 320
+        assert abs(e1["test_top1"] - e2["test_top1"]) <= 100 / 80   # one image of the smaller test set
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     # the gradient all-reduce sums in another order than one process does; over 20 SGD steps the rounding
     # grows to ~6e-5 on weights of ~0.1 (measured on an AMD EPYC, AVX512 kernels). A run that saw only its
