@@ -31,7 +31,16 @@ def list_lines(what: str) -> list:
         from kdbook.tables import experiment_names, load_spec
         names = experiment_names()
         width = max(map(len, names))
-        return [f"{n:<{width}}  {load_spec(n).title}" for n in names]
+        lines = []
+        for n in names:
+            spec = load_spec(n)
+            lines.append(f"{n:<{width}}  {spec.title}")
+            for tid, t in spec.teachers.items():   # what kdbook cannot make: a user supplies it
+                rows = [r for r, row in spec.rows.items() if row["teacher"] == tid]
+                if t["supply"]: lines.append(f"{'':<{width}}    rows {', '.join(rows)}: you supply the teacher: {t['supply']}")
+            for why in sorted({c.spec_only for c in spec.cells if c.spec_only}):
+                lines.append(f"{'':<{width}}    spec only ({', '.join(c.key for c in spec.cells if c.spec_only == why)}): {why}")
+        return lines
     reg = registries()
     if what not in reg: raise KDBookError(f"unknown list {what!r}. Valid choices: {', '.join(LISTS)}.")
     entries = reg[what].entries()

@@ -390,7 +390,8 @@ class TimmFeatures(nn.Module):
         self.stage_names = [f["module"] for f in info[1 if self.has_stem else 0:]]
         self._blocks, modules = {}, dict(model.named_modules())
         for n in self.stage_names:
-            kids = list(modules[n].children()) if isinstance(modules[n], nn.Sequential) else []
+            body = modules[n] if isinstance(modules[n], nn.Sequential) else getattr(modules[n], "blocks", None)   # ResNetV2: stage.blocks
+            kids = list(body.children()) if isinstance(body, nn.Sequential) else []
             for j, k in enumerate(kids if len(kids) > 1 else []):
                 k.register_forward_hook(lambda m, i, o, key=(n, j): self._blocks.__setitem__(key, o))
 
@@ -400,7 +401,8 @@ class TimmFeatures(nn.Module):
         pooled = self.model.forward_head(final, pre_logits=True)
         stages = inter[1:] if self.has_stem else inter
         blocks = [[self._blocks[(n, j)] for j in range(sum(k[0] == n for k in self._blocks))] or [s] for n, s in zip(self.stage_names, stages)]
-        return Features(logits=self.model.get_classifier()(pooled), pooled=pooled.flatten(1), stages=stages, blocks=blocks,
+        # the whole head for the logits: some classifiers are 1x1 convolutions on the unflattened pool (ResNetV2's)
+        return Features(logits=self.model.forward_head(final), pooled=pooled.flatten(1), stages=stages, blocks=blocks,
                         stem=inter[0] if self.has_stem else None)
 
 def timm_model(arch: str, num_classes: int, pretrained: bool = False) -> TimmFeatures:

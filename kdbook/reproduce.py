@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .core import (TEACHER_PLACEHOLDERS, UNTRAINED, atomic_write_text, check_positive, descendants, end_all, KDBookError,
                          refuse_links_out, signal_all, stop_on_sigterm, stop_requested, unknown_choice)
-from .data import dataset_info, load_split
+from .data import DatasetNotFound, dataset_info, load_split, streams
 from .distill import METHODS
 from .models import read_checkpoint
 from .probe import probe_run, read_probe
@@ -71,7 +71,7 @@ def _check_teacher_file(spec: Spec, tid: str, ckpt: str, dataset: str, checked: 
 
 # %% ../nbs/25_reproduce.ipynb #d1388f2b
 def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(), shard=None, run_settings=None) -> dict:
-    "The jobs of a sweep: {'teachers': [...], 'students': [...], 'spec_only': [(cell key, reason)]}."
+    "The jobs of a sweep: {'teachers': [...], 'students': [...], 'spec_only': [(cell key, reason)], 'unsupplied': [(run key, what the user must supply)]}."
     spec.check_scale(scale)
     check_positive("seeds", seeds)
     root, settings = sweep_dir(output_dir, spec.name, scale), dict(run_settings or {})
@@ -85,6 +85,8 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     if shard:
         i, n = parse_shard(shard)
         students = students[i - 1::n]
+    unsupplied = _missing_streams(students, settings.get("data_dir") or None)
+    students = [j for j in students if j.key not in dict(unsupplied)]
     teachers, checked = {}, set()
     for job in students:
         if not needs_teacher(job.cell): continue
@@ -97,12 +99,23 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
                 teachers[key] = Job(key, "train_teacher", tp, root / "teachers" / tid)
             job.teacher, ckpt = key, str(root / "teachers" / tid / "model.pt")
         elif ckpt not in TEACHER_PLACEHOLDERS and not Path(ckpt).exists():
-            raise KDBookError(f"teacher {tid!r} of {spec.name} at scale {scale!r}: checkpoint {ckpt!r} does not exist.")
+            why = f"teacher {tid!r} of {spec.name} at scale {scale!r}: checkpoint {ckpt!r} does not exist."
+            if not t["supply"]: raise KDBookError(why)
+            unsupplied.append((job.key, f"{why} {t['supply']}")); continue   # a file only the user can give: the run waits for it
         if ckpt not in TEACHER_PLACEHOLDERS and Path(ckpt).exists(): _check_teacher_file(spec, tid, ckpt, job.params["dataset"], checked)
         job.params.update(teacher_ckpt=ckpt, teacher=t["model"])
+    students = [j for j in students if j.key not in dict(unsupplied)]
     for job in [*teachers.values(), *students]: refuse_links_out(job.run_dir, output_dir)   # before any run writes
     return {"root": root, "teachers": list(teachers.values()), "students": students,
-            "spec_only": [(c.key, c.spec_only) for c in cells if c.spec_only]}
+            "spec_only": [(c.key, c.spec_only) for c in cells if c.spec_only], "unsupplied": unsupplied}
+
+def _missing_streams(jobs: list, data_dir) -> list:
+    "(run key, why) for each run on a streamed dataset (ImageNet) that is not in the data folder: only the user can supply it."
+    missing = {}
+    for ds in sorted({j.params["dataset"] for j in jobs if streams(j.params["dataset"])}):
+        try: load_split(ds, "test", data_dir, download=False)
+        except DatasetNotFound as e: missing[ds] = str(e)
+    return [(j.key, missing[j.params["dataset"]]) for j in jobs if j.params["dataset"] in missing]
 
 
 # %% ../nbs/25_reproduce.ipynb #cbb6ca29
@@ -364,7 +377,10 @@ def reproduce(experiment: str | None, scale: str = "cpu", seeds: int | None = No
     p = plan(spec, scale, seeds, output_dir, only, shard, run_settings)
     jobs = p["teachers"] + p["students"]
     if p["spec_only"]: say(f"{len(p['spec_only'])} cell(s) spec only, not run: " + "; ".join(sorted({why for _, why in p['spec_only']})))
-    if not jobs: raise KDBookError(f"nothing to run in {spec.name} with the cells selected (all are spec only).")
+    if p["unsupplied"]: say(f"{len(p['unsupplied'])} run(s) wait for files only you can supply, not run: " + " ".join(sorted({why for _, why in p['unsupplied']})))
+    if not jobs:
+        why = "; ".join(sorted({w for _, w in p["unsupplied"]})) or "all are spec only"
+        raise KDBookError(f"nothing to run in {spec.name} with the cells selected ({why}).")
     if status_only:
         say(status_table(jobs)); st = sweep_status(jobs, workers); say(status_line(st)); return st
     data_dir = (run_settings or {}).get("data_dir") or None

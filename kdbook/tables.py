@@ -12,7 +12,7 @@ import copy, dataclasses, itertools, math, os, re
 from pathlib import Path
 
 from .core import TEACHER_PLACEHOLDERS, UNTRAINED, check_name, data_root, KDBookError, load_yaml, unknown_choice
-from .data import DATASETS
+from .data import DATASETS, streams
 from .distill import METHODS
 from .models import MODELS
 from .config import PAPER_EPOCHS, RunConfig
@@ -54,8 +54,9 @@ SCALE_NAMES = ("smoke", "cpu", "paper")
 DEFAULT_SCALES = {
     # seconds, synthetic images, untrained teachers: what the tests run
     "smoke": {"epochs": 1, "teacher_epochs": 1, "max_steps_per_epoch": 2, "batch_size": 32, "dataset": "synthetic",
-              "train_fraction": 1.0, "teacher": UNTRAINED, "probe": "digits"},   # and each method's own `smoke` settings from its registry entry
-                                                                                # (probe rows probe the offline digits)
+              "train_fraction": 1.0, "teacher": UNTRAINED, "probe": "digits", "stream_dataset": "synthetic-folder"},   # and each method's own `smoke` settings from its registry entry
+                                                                                # (probe rows probe the offline digits; rows on a
+                                                                                # streamed dataset, ImageNet's, the synthetic JPEG tree)
     # a shortened, faithful protocol for 2 CPU cores: fewer epochs, the schedule scaled with them
     "cpu": {"epochs": 30, "teacher_epochs": 30},
     # the paper's protocol
@@ -63,7 +64,7 @@ DEFAULT_SCALES = {
 }
 
 _SCALE_KEYS = {"epochs", "teacher_epochs", "max_steps_per_epoch", "batch_size", "dataset", "train_fraction",
-               "teacher", "method_params", "seeds", "base", "recipe", "teacher_recipe", "probe"}
+               "teacher", "method_params", "seeds", "base", "recipe", "teacher_recipe", "probe", "stream_dataset"}
 
 
 # %% ../nbs/24_tables.ipynb #48a0c632
@@ -176,14 +177,15 @@ def _spec_path(name: str | None, spec_file) -> tuple:
 def _read_teachers(name: str, d: dict, root: Path) -> dict:
     teachers = {}
     for tid, t in (d.get("teachers") or {}).items():
-        _check_keys(f"teacher {tid} of {name}", t, {"model", "dataset", "recipe", "checkpoint", "label", "spec_only"})
+        _check_keys(f"teacher {tid} of {name}", t, {"model", "dataset", "recipe", "checkpoint", "label", "spec_only", "supply"})
         _check_recipe(f"teacher {tid} of {name}", t.get("recipe") or {})
         for scale in (t.get("checkpoint") or {}):
             if scale not in SCALE_NAMES and scale not in (d.get("scales") or {}):
                 raise unknown_choice(f"scale of teacher {tid} checkpoint in {name}", scale, [*SCALE_NAMES, *(d.get("scales") or {})])
         teachers[tid] = {"model": t["model"], "dataset": t.get("dataset", d.get("dataset")), "recipe": dict(t.get("recipe") or {}),
                          "checkpoint": {k: v if v in TEACHER_PLACEHOLDERS else str(root / v) for k, v in (t.get("checkpoint") or {}).items()},
-                         "label": t.get("label", t["model"]), "spec_only": t.get("spec_only", "")}
+                         "label": t.get("label", t["model"]), "spec_only": t.get("spec_only", ""),
+                         "supply": t.get("supply", "")}   # how a user gets a checkpoint kdbook cannot make (ImageNet teachers)
     return teachers
 
 
@@ -318,7 +320,7 @@ def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
         if recipe.init_milestones: mp["init_milestones"] = [_shrink(m, p["epochs"], paper_epochs) for m in recipe.init_milestones]
     if scale == "smoke": mp.update(method.smoke)   # what the method needs to fit a seconds-long synthetic run
     mp.update((sc.get("method_params") or {}).get(cell.params["method"], {}))
-    if "dataset" in sc: p["dataset"] = sc["dataset"]
+    if "dataset" in sc: p["dataset"] = sc.get("stream_dataset", sc["dataset"]) if streams(p["dataset"]) else sc["dataset"]
     if "train_fraction" in sc: p["train_fraction"] = sc["train_fraction"]
     p["extra"]["scale"] = scale
     return p
@@ -327,7 +329,8 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
     "The train_teacher-notebook parameters of teacher `tid` at `scale`."
     t, sc = spec.teachers[tid], spec.scales[scale]
     epochs, extra, _ = scaled_recipe(t["recipe"], sc, "teacher_epochs")
-    p = {"dataset": sc.get("dataset", t["dataset"]), "model": t["model"], "epochs": epochs, "extra": {**extra, "scale": scale}}
+    dataset = (sc.get("stream_dataset", sc["dataset"]) if streams(t["dataset"]) else sc["dataset"]) if "dataset" in sc else t["dataset"]
+    p = {"dataset": dataset, "model": t["model"], "epochs": epochs, "extra": {**extra, "scale": scale}}
     for k in ("batch_size", "lr", "train_fraction"):
         if k in p["extra"]: p[k] = p["extra"].pop(k)
     return p
@@ -336,7 +339,7 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
 def check_spec(spec: Spec) -> list:
     "Problems of a spec that loading cannot see: unregistered names, cells without a published value."
     problems = []
-    def model_ok(m): return m.startswith(("tv/", "clip:")) or m.split("+emb")[0] in MODELS.names()
+    def model_ok(m): return m.startswith(("tv/", "timm/", "clip:")) or m.split("+emb")[0] in MODELS.names()
     for c in spec.cells:
         if c.spec_only: continue
         p, t = c.params, spec.teachers[c.teacher]
