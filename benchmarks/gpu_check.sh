@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fast path on one GPU, in under 8 minutes. Run it from the repository root on a machine with a CUDA GPU:
+# The fast path, the streaming road and IRG's ImageNet rows on one GPU, in under 8 minutes. Run it from the repository root on a machine with a CUDA GPU:
 #
 #   bash benchmarks/gpu_check.sh                 # writes its results under $OUT (default runs/gpu_check)
 #   DEVICE=cpu STEPS=3 bash benchmarks/gpu_check.sh   # the same steps, tiny, on a CPU: a check of the script itself
@@ -7,7 +7,11 @@
 # 1. step throughput (img/s) and peak memory of resnet32x4 -> resnet8x4 with KD, CRD and HKD at batch 64 and 256,
 #    original road (fp32, NCHW, per-image transforms) against the fast path in bf16 and fp16; from the KD
 #    throughput, the time of a 240-epoch CIFAR-100 run (benchmarks/throughput.py);
-# 2. a 2-epoch CIFAR-10 distillation killed after its first epoch and resumed, beside an uninterrupted one.
+# 2. a 2-epoch CIFAR-10 distillation killed after its first epoch and resumed, beside an uninterrupted one;
+# 3. the streaming road (ImageNet-sized JPEGs decoded and cropped in 8 loader workers, normalised on the GPU) against
+#    torchvision's ImageFolder, images/s and peak memory (benchmarks/stream.py, 2,000 synthetic JPEGs it writes);
+# 4. IRG Table 4's ImageNet rows at the smoke scale on the GPU: ResNet101-v2 (timm) -> ResNet18 (torchvision), every
+#    column, on the streamed synthetic JPEG tree (needs timm; a failure here is reported, the script goes on).
 # It needs torch, torchvision, accelerate, numpy and pyyaml (no papermill: it calls kdbook.train directly). CIFAR-10
 # is read from $DATA (a folder holding cifar10-jpeg/), or unpacked from .gpu_data/cifar10-jpeg.tar.gz when that is
 # there; without either, step 2 uses the synthetic data.
@@ -60,5 +64,24 @@ print(f"straight: {a['status']}, {len(a['epochs'])} epochs, test top-1 {[e['test
 print(f"resumed:  {b['status']}, {len(b['epochs'])} epochs, test top-1 {[e['test_top1'] for e in b['epochs']]}")
 assert b["status"] == "completed" and len(b["epochs"]) == 2 and b["epochs"][0] == killed["epochs"][0]
 print("kill and resume: ok (epoch 1 kept from the killed process, epoch 2 trained after the resume)")
+EOF
+echo "== 3. streaming road"
+$PY benchmarks/stream.py --device "$DEVICE" --workers "${STREAM_WORKERS:-8}" --images "${STREAM_IMAGES:-2000}" --batches "${STREAM_BATCHES:-20}" \
+    --tree "$OUT/stream-tree" --json "$OUT/stream.json" 2>&1 | grep -v Warning | tee "$OUT/stream.txt"
+
+echo "== 4. IRG Table 4's ImageNet rows, smoke scale"
+DEVICE=$DEVICE OUT=$OUT KDBOOK_DATA=$OUT/data $PY - <<'EOF' 2>&1 | grep -v Warning | tee "$OUT/imagenet_smoke.txt" || echo "step 4 failed (above)"
+import os, time
+from kdbook.reproduce import plan
+from kdbook.runner import prepare
+from kdbook.tables import load_spec
+from kdbook.train import fit
+p = plan(load_spec("irg_table4"), "smoke", 1, os.environ["OUT"] + "/imagenet-smoke", only=["imagenet-r18/*"],
+         run_settings={"device": os.environ["DEVICE"]})
+for job in p["students"]:
+    t = time.time()
+    cfg, _ = prepare("distill", job.params)
+    rec = fit(cfg, quiet=True)
+    print(f"{job.key}: {rec['status']} on {rec['machine']['device']}, top-1 {rec['last_top1']:.2f}, {time.time() - t:.1f} s", flush=True)
 EOF
 echo "results: $OUT"

@@ -64,5 +64,7 @@ def test_the_cli_imports_a_teacher_that_a_distillation_then_reads(tmp_path):
     assert res.returncode == 0, res.stderr
     rec = read_record(tmp_path / "runs" / "synthetic_resnet8x4-to-resnet8_kd_e1_s0")
     assert rec["status"] == "completed" and rec["teacher"]["model"] == "resnet8x4"
+    bad = subprocess.run(KDBOOK + ["import-teacher", str(src), "--from", "caffe"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown source of the checkpoint 'caffe'" in bad.stderr
     bad = subprocess.run(KDBOOK + ["import-teacher", str(src), "--from", "timm"], cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "unknown source of the checkpoint 'timm'" in bad.stderr
+    assert bad.returncode == 2 and "'resnet8x4' is one of kdbook's own networks: import it --from repdistiller or mdistiller" in bad.stderr
