@@ -9,7 +9,7 @@
 #    throughput, the time of a 240-epoch CIFAR-100 run (benchmarks/throughput.py);
 # 2. a 2-epoch CIFAR-10 distillation killed after its first epoch and resumed, beside an uninterrupted one;
 # 3. the streaming road (ImageNet-sized JPEGs decoded and cropped in 8 loader workers, normalised on the GPU) against
-#    torchvision's ImageFolder, images/s and peak memory (benchmarks/stream.py, 2,000 synthetic JPEGs it writes);
+#    torchvision's ImageFolder, images/s and peak memory (benchmarks/stream.py, 1,000 synthetic JPEGs it writes);
 # 4. IRG Table 4's ImageNet rows at the smoke scale on the GPU: ResNet101-v2 (timm) -> ResNet18 (torchvision), every
 #    column, on the streamed synthetic JPEG tree (needs timm; a failure here is reported, the script goes on).
 # It needs torch, torchvision, accelerate, numpy and pyyaml (no papermill: it calls kdbook.train directly). CIFAR-10
@@ -66,7 +66,7 @@ assert b["status"] == "completed" and len(b["epochs"]) == 2 and b["epochs"][0] =
 print("kill and resume: ok (epoch 1 kept from the killed process, epoch 2 trained after the resume)")
 EOF
 echo "== 3. streaming road"
-$PY benchmarks/stream.py --device "$DEVICE" --workers "${STREAM_WORKERS:-8}" --images "${STREAM_IMAGES:-2000}" --batches "${STREAM_BATCHES:-20}" \
+$PY benchmarks/stream.py --device "$DEVICE" --workers "${STREAM_WORKERS:-8}" --images "${STREAM_IMAGES:-1000}" --batches "${STREAM_BATCHES:-20}" \
     --tree "$OUT/stream-tree" --json "$OUT/stream.json" 2>&1 | grep -v Warning | tee "$OUT/stream.txt"
 
 echo "== 4. IRG Table 4's ImageNet rows, smoke scale"
