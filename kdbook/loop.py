@@ -129,21 +129,19 @@ def apply_views(views: dict, pixels: torch.Tensor, g: torch.Generator | None, ra
         out[name] = view.apply(pixels, choices)
     return out
 
-def _to_device(batch: dict, device) -> dict:
-    "A loader's batch on the device: pinned batches (the loader pins them on a GPU) are copied without blocking the host."
-    return {k: v.to(device, non_blocking=device.type == "cuda") if torch.is_tensor(v) else v for k, v in batch.items()}
-
 def memory_format_of(cfg: RunConfig): return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 def train_epoch(accelerator, module, teacher, loader, optimizer, epoch: int, cfg: RunConfig, bar=None, views: dict | None = None) -> dict:
     "Train one epoch; return the mean of every loss term and the training top-1."
+    from accelerate.utils import send_to_device
     module.train()
     sums, names, correct, seen = None, None, 0, 0
     g = epoch_generator(cfg.seed, epoch, accelerator.device) if views else None
     fmt = memory_format_of(cfg)
     for step, batch in enumerate(loader):
         if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch: break
-        batch = _to_device(batch, accelerator.device)
+        # the loader is kdbook's (GlobalBatches), not accelerate's: pinned batches (on a GPU) copied without blocking the host
+        batch = send_to_device(batch, accelerator.device, non_blocking=accelerator.device.type == "cuda")
         if views: batch.update(apply_views(views, batch.pop("pixels"), g, accelerator.process_index, accelerator.num_processes))
         images = _flat_views(batch["image"]).contiguous(memory_format=fmt)
         t = None
