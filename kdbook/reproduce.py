@@ -85,11 +85,10 @@ def plan(spec: Spec, scale: str, seeds: int, output_dir="runs/reproduce", only=(
     if shard:
         i, n = parse_shard(shard)
         students = students[i - 1::n]
-    unsupplied = _missing_streams(students, settings.get("data_dir") or None)
-    students = [j for j in students if j.key not in dict(unsupplied)]
+    unsupplied = _missing_streams(students, settings.get("data_dir") or None)   # runs that wait for the user's files
     teachers, checked = {}, set()
     for job in students:
-        if not needs_teacher(job.cell): continue
+        if job.key in dict(unsupplied) or not needs_teacher(job.cell): continue
         tid, t = job.cell.teacher, spec.teachers[job.cell.teacher]
         ckpt = t["checkpoint"].get(scale) or (UNTRAINED if spec.scales[scale].get("teacher") == UNTRAINED else None)
         if ckpt is None:

@@ -304,6 +304,11 @@ def probe_dataset(spec: Spec, cell: Cell, scale: str) -> str:
     "The dataset a `probe` row's runs are probed on at `scale` (a scale may name its own: smoke probes the offline digits), or ''."
     return (spec.scales[scale].get("probe") or cell.probe) if cell.probe else ""
 
+def _scale_dataset(sc: dict, dataset: str) -> str:
+    "The dataset a run on `dataset` uses at scale `sc`: the scale's own if it names one (its `stream_dataset` for streamed ones)."
+    if "dataset" not in sc: return dataset
+    return sc.get("stream_dataset", sc["dataset"]) if streams(dataset) else sc["dataset"]
+
 def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
     "The distill-notebook parameters of `cell` at `scale` (seed, output folder and teacher are added by the runner)."
     spec.check_scale(scale)
@@ -320,7 +325,7 @@ def scaled_params(spec: Spec, cell: Cell, scale: str) -> dict:
         if recipe.init_milestones: mp["init_milestones"] = [_shrink(m, p["epochs"], paper_epochs) for m in recipe.init_milestones]
     if scale == "smoke": mp.update(method.smoke)   # what the method needs to fit a seconds-long synthetic run
     mp.update((sc.get("method_params") or {}).get(cell.params["method"], {}))
-    if "dataset" in sc: p["dataset"] = sc.get("stream_dataset", sc["dataset"]) if streams(p["dataset"]) else sc["dataset"]
+    p["dataset"] = _scale_dataset(sc, p["dataset"])
     if "train_fraction" in sc: p["train_fraction"] = sc["train_fraction"]
     p["extra"]["scale"] = scale
     return p
@@ -329,8 +334,7 @@ def teacher_params(spec: Spec, tid: str, scale: str) -> dict:
     "The train_teacher-notebook parameters of teacher `tid` at `scale`."
     t, sc = spec.teachers[tid], spec.scales[scale]
     epochs, extra, _ = scaled_recipe(t["recipe"], sc, "teacher_epochs")
-    dataset = (sc.get("stream_dataset", sc["dataset"]) if streams(t["dataset"]) else sc["dataset"]) if "dataset" in sc else t["dataset"]
-    p = {"dataset": dataset, "model": t["model"], "epochs": epochs, "extra": {**extra, "scale": scale}}
+    p = {"dataset": _scale_dataset(sc, t["dataset"]), "model": t["model"], "epochs": epochs, "extra": {**extra, "scale": scale}}
     for k in ("batch_size", "lr", "train_fraction"):
         if k in p["extra"]: p[k] = p["extra"].pop(k)
     return p
