@@ -181,7 +181,7 @@ def _add_report(sub):
                     "differences (Welch's where seeds do not pair), or a percentile bootstrap")
     rp.add_argument("--max-halfwidth", default=2.0, type=float, metavar="POINTS", help="the widest interval (half-width, points) whose "
                     "verdict can be 'consistent'; wider ones holding the published gain are 'inconclusive'")
-    rp.add_argument("--with-records", action="store_true", help="also copy the runs' records into <report-dir>/records, naming no machine "
+    rp.add_argument("--with-records", action="store_true", help="also copy the finished runs' records (completed or failed) into <report-dir>/records, naming no machine "
                     "(a report to commit; `--output-dir <report-dir>/records` makes it again)")
     rp.add_argument("--with-models", action="store_true", help="with --with-records: also each cell's first seed's model.pt (what --analyses reads)")
     rp.add_argument("--analyses", action="store_true", help="also draw the papers' analysis figures from the runs' weights into analyses.md "
@@ -239,7 +239,7 @@ def _cmd_report(args) -> int:
         from kdbook.report import copy_records
         from kdbook.tables import load_spec
         n = copy_records(load_spec(args.experiment, args.spec_file), args.scale, args.output_dir, nb.parent / "records", args.with_models)
-        print(f"{n} records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
+        print(f"{n} finished records copied to {nb.parent / 'records'}" + (" with each cell's first model.pt" if args.with_models else ""))
     print((nb.parent / "report.md").read_text() + f"\nreport: {nb.parent} (report.md, cells.csv, gains.csv, runs.csv, figures, report.ipynb)")
     return 0
 

@@ -595,7 +595,9 @@ def notebook_inputs(experiment: str, scale: str, output_dir, columns=("KD",)) ->
     return "irg_table4", "smoke", d
 
 def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False) -> int:
-    """Copy the sweep's records into `dest` in the sweep's own layout, naming no machine (`kdbook.results.portable`): a report to commit.
+    """Copy the sweep's finished records (completed or failed) into `dest` in the sweep's own layout, naming no machine
+    (`kdbook.results.portable`): a report to commit. Runs still going or interrupted are left out: they are not results yet,
+    and a commit made mid-sweep should not hold a record that the sweep goes on changing (runs.csv still lists them).
     `models`: also each cell's first finished seed's `model.pt` (the weights the analyses read; a CIFAR student is ~200 KB)."""
     import shutil
     root, dest, n = sweep_dir(output_dir, spec.name, scale), Path(dest), 0
@@ -603,7 +605,7 @@ def copy_records(spec: Spec, scale: str, output_dir, dest, models: bool = False)
     for path in sorted(root.glob(f"*/*/seed*/{RECORD_NAME}")) + sorted(root.glob(f"teachers/*/{RECORD_NAME}")):
         try: rec = read_record(path)
         except KDBookError: continue          # the report names it under 'Records left out'
-        if record_problem(rec): continue
+        if record_problem(rec) or rec["status"] not in (COMPLETED, FAILED): continue
         # the checkout the run imported kdbook from (a sweep's git worktree) is $KDBOOK as well as this one
         here, there = str(package_root()), (rec.get("environment") or {}).get("root") or ""
         anchors = {"$OUTPUT_DIR": Path(output_dir).resolve(), "$KDBOOK": [here, there] if there else here,

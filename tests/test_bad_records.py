@@ -128,3 +128,21 @@ def test_records_made_in_another_checkout_name_no_folder_of_it(sweep, tmp_path):
         text = p.read_text()
         assert str(tmp_path) not in text, p
         assert json.loads(text)["config"]["teacher_ckpt"] == "$KDBOOK/data/teachers/t.pt"
+
+
+def test_records_of_runs_not_finished_are_not_copied(sweep, tmp_path):
+    # a report committed mid-sweep holds results only: a run still going (or interrupted) would be committed half-way
+    from kdbook.report import copy_records
+    from kdbook.tables import load_spec
+    cells = copy_of(sweep, tmp_path)
+    for col, status in [("KD", "running"), ("AT", "interrupted"), ("Baseline", "failed")]:
+        p = cells / col / "seed1" / "record.json"
+        p.write_text(json.dumps({**json.loads(p.read_text()), "status": status}))
+    import os
+    from unittest.mock import patch
+    with patch.dict(os.environ, sweep[1]):
+        n = copy_records(load_spec("three"), "smoke", tmp_path / "runs", tmp_path / "committed")
+    copied = sorted(str(p.parent.relative_to(tmp_path / "committed")) for p in (tmp_path / "committed").rglob("seed*/record.json"))
+    assert copied == ["three/smoke/r/AT/seed0", "three/smoke/r/Baseline/seed0", "three/smoke/r/Baseline/seed1",
+                      "three/smoke/r/KD/seed0"], copied   # the failed run is a result: it stays
+    assert n == 4 + len(list((tmp_path / "committed").rglob("teachers/*/record.json")))

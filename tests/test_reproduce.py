@@ -73,7 +73,7 @@ def test_failed_run_is_recorded_and_the_others_complete(specs, tmp_path):
     # a report to commit: its records name no machine, and the report made again from them reads the same
     rd = tmp_path / "committed"
     r4 = kdbook("report", "toy", "--scale", "smoke", "--output-dir", str(out), "--report-dir", str(rd), "--with-records")
-    assert r4.returncode == 0 and "3 records copied" in r4.stdout, r4.stdout + r4.stderr
+    assert r4.returncode == 0 and "3 finished records copied" in r4.stdout, r4.stdout + r4.stderr
     copied = sorted(p.relative_to(rd / "records") for p in (rd / "records").rglob("record.json"))
     assert [str(p) for p in copied] == ["toy/smoke/r8-r8/Baseline/seed0/record.json", "toy/smoke/r8-r8/Broken/seed0/record.json",
                                         "toy/smoke/r8-r8/KD/seed0/record.json"]   # the smoke scale's teacher is untrained: no run
