@@ -188,6 +188,26 @@ def test_the_report_flags_cells_whose_runs_differ_in_numerics(specs, tmp_path):
     assert "7 thread(s)" in line
 
 
+def test_the_report_flags_cells_whose_seeds_differ_in_configuration(specs, tmp_path):
+    "Seeds that differ in seed, subset, name and paths are one configuration; a seed with another weight decay is named."
+    out = tmp_path / "runs"
+    r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "2", "--output-dir", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    from kdbook.report import write_report
+    seed1 = out / "toy/smoke/r8-r8/Baseline/seed1/record.json"
+    rec = json.loads(seed1.read_text())
+    assert (rec["config"]["seed"], rec["config"]["subset_seed"]) == (1, 1)   # they do differ from seed 0's
+    md = write_report("toy", "smoke", out)["markdown"]
+    assert "Configurations: the runs of each cell share one" in md and "differ in configuration" not in md
+    rec["config"]["weight_decay"] = 0.125
+    seed1.write_text(json.dumps(rec))
+    md = write_report("toy", "smoke", out)["markdown"]
+    assert "Configurations: 1 cell(s) pool runs of different settings" in md
+    assert "## Cells whose runs differ in configuration" in md
+    line = next(l for l in md.splitlines() if l.startswith("- r8-r8/Baseline: weight_decay"))
+    assert "seed 1 0.125" in line and ";" not in line   # only the setting that differs
+
+
 def test_the_report_prints_each_gain_over_the_baseline_paired_by_seed(specs, tmp_path):
     "Three seeds of Baseline and KD: the printed gain, its interval and the verdict are those of the records' paired differences."
     from scipy import stats
