@@ -189,7 +189,7 @@ def test_the_report_flags_cells_whose_runs_differ_in_numerics(specs, tmp_path):
 
 
 def test_the_report_flags_cells_whose_seeds_differ_in_configuration(specs, tmp_path):
-    "Seeds that differ in seed, subset, name and paths are one configuration; a seed with another weight decay is named."
+    "Seeds that differ in seed, subset, name and paths are one configuration; other teacher weights or another weight decay are named."
     out = tmp_path / "runs"
     r = kdbook("reproduce", "toy", "--scale", "smoke", "--only", "*/Baseline", "--seeds", "2", "--output-dir", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -199,6 +199,25 @@ def test_the_report_flags_cells_whose_seeds_differ_in_configuration(specs, tmp_p
     assert (rec["config"]["seed"], rec["config"]["subset_seed"]) == (1, 1)   # they do differ from seed 0's
     md = write_report("toy", "smoke", out)["markdown"]
     assert "Configurations: the runs of each cell share one" in md and "differ in configuration" not in md
+    # one teacher named two ways: by this checkout's folder (a sweep's record) and portably (a committed record's)
+    from kdbook.core import package_root
+    seed0 = out / "toy/smoke/r8-r8/Baseline/seed0/record.json"
+    rec0 = json.loads(seed0.read_text())
+    rec0["config"]["teacher_ckpt"] = f"{package_root()}/data/teachers/t.pt"
+    seed0.write_text(json.dumps(rec0))
+    rec["config"]["teacher_ckpt"] = "$KDBOOK/data/teachers/t.pt"
+    seed1.write_text(json.dumps(rec))
+    md = write_report("toy", "smoke", out)["markdown"]
+    assert "Configurations: the runs of each cell share one" in md and "differ in configuration" not in md
+    # two teachers' weights behind one path are two teachers
+    for r_, path, sha in ((rec0, seed0, "a" * 64), (rec, seed1, "b" * 64)):
+        r_["config"]["teacher_ckpt"] = "$KDBOOK/data/teachers/t.pt"
+        r_["teacher"] = {"sha256": sha}
+        path.write_text(json.dumps(r_))
+    md = write_report("toy", "smoke", out)["markdown"]
+    line = next(l for l in md.splitlines() if l.startswith("- r8-r8/Baseline: teacher_ckpt"))
+    assert "seed 0 'sha256 aaaaaaaaaaaa', seed 1 'sha256 bbbbbbbbbbbb'" in line
+    rec["teacher"] = {"sha256": "a" * 64}
     rec["config"]["weight_decay"] = 0.125
     seed1.write_text(json.dumps(rec))
     md = write_report("toy", "smoke", out)["markdown"]
