@@ -291,7 +291,7 @@ def gains_markdown(spec: Spec, g: pd.DataFrame, how: str = "t", max_halfwidth: f
              f"(published column − published baseline): *consistent* = inside an interval of half-width ≤ {max_halfwidth:g} points, "
              "*below* / *above* = the interval excludes it (the measured gain is below / above it), *inconclusive* = inside a wider "
              "interval. *vs 0*: the interval above 0 (gain), below 0 (loss), or holding 0 (not shown). *sd*: of one paired difference. "
-             f"*seeds for ±1*: the pairs that would bring the interval to ±1 point at that sd (from 2 pairs the sd has one degree of "
+             "*seeds for ±1*: the pairs that would bring the interval to ±1 point at that sd (from 2 pairs the sd has one degree of "
              "freedom: a rough guide). Intervals are per comparison, "
              "not adjusted for the number of columns.", ""]
     header = ["column", f"gain, {spec.epoch} epoch [{level}%]", f"gain, {other} epoch [{level}%]", "pairs", "published gain",
