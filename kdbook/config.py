@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['PAPER_EPOCHS', 'PAPER_MILESTONES', 'PRECISIONS', 'DEVICES', 'PRECISION_FROM_ENV', 'WATCHING', 'PLACES', 'RunConfig',
            'scaled_milestones', 'default_lr', 'check_torch_pair', 'check_output_dir', 'ResolvedRun', 'resolve',
-           'cpu_flags', 'bf16_native', 'check_device', 'check_tracker', 'run_name', 'config_changes', 'existing_record']
+           'cpu_flags', 'bf16_native', 'check_device', 'check_tracker', 'run_name', 'config_changes',
+           'precision_follows_machine', 'record_changes', 'existing_record']
 
 # %% ../nbs/20a_config.ipynb #ca340ad0
 import dataclasses, functools, json, os
@@ -314,21 +315,34 @@ PRECISION_FROM_ENV = "KDBOOK_PRECISION_FROM"   # where the process that launched
 
 
 # %% ../nbs/20a_config.ipynb #0393e634
-def config_changes(recorded: dict, cfg: RunConfig) -> dict:
+def config_changes(recorded: dict, cfg: RunConfig, precision_follows_machine: bool = False) -> dict:
     "{setting: (recorded, now)} where a record's configuration differs from `cfg`; a setting added to kdbook after the record was written counts as its default."
     as_json = lambda d: json.loads(json.dumps(d))   # tuples as lists, as a record on disk has them
     old, new = as_json({**RunConfig().to_dict(), **recorded}), as_json(cfg.to_dict())
-    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in WATCHING | PLACES}
+    free = WATCHING | PLACES | ({"precision"} if precision_follows_machine else set())
+    return {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in free}
 
 WATCHING = {"log_with", "log_every"}   # settings that watch a run without changing it: a completed run stays complete whatever they are
 PLACES = {"output_dir", "data_dir"}    # where a run and its data lie, not what it is: a run folder copied elsewhere resumes there
 
-def existing_record(cfg: RunConfig, run_dir: Path) -> dict | None:
+def precision_follows_machine(record: dict, precision_from: str) -> bool:
+    """Whether a run's precision was left to the machine, when it started and now: 'auto' is bf16 where bf16 is native and
+    fp32 elsewhere, so a run started with it on one machine resumes with it on another (a checkpoint loads in either),
+    and a completed one counts as complete; `start_record` writes each resume's precision under the record's `resumes`."""
+    return precision_from == "auto" and (record.get("machine") or {}).get("precision_from") == "auto"
+
+def record_changes(record: dict, r: "ResolvedRun") -> dict:
+    "`config_changes` of a record against the resolved run `r` (which knows where its precision came from)."
+    return config_changes(record["config"], r.cfg, precision_follows_machine(record, r.precision_from))
+
+def existing_record(r: "ResolvedRun", run_dir: Path) -> dict | None:
     "The record already in `run_dir` (None if none); refuse one of another configuration."
     if not has_record(run_dir): return None
     old = read_record(run_dir)
-    if diff := config_changes(old["config"], cfg):
+    if diff := record_changes(old, r):
         changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        hint = (" Its precision was 'auto' (this machine's choice when it started): pass precision 'auto' to let it follow this "
+                "machine, or the recorded one to keep it." if "precision" in diff and (old.get("machine") or {}).get("precision_from") == "auto" else "")
         raise KDBookError(f"run folder {str(run_dir)!r} holds a run of another configuration ({changed}; that run is {old['status']}); "
-                          "it is left as it is: choose another name or output_dir.")
+                          f"it is left as it is: choose another name or output_dir.{hint}")
     return old

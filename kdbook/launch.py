@@ -37,7 +37,7 @@ def run(cfg: RunConfig, **kwargs) -> dict:
     run_dir = Path(cfg.output_dir) / cfg.name
     refuse_links_out(run_dir, cfg.output_dir)
     with run_lock(run_dir):   # held here for the ranks, which inherit it
-        old = existing_record(cfg, run_dir)
+        old = existing_record(r, run_dir)
         if old is not None and old["status"] == COMPLETED: return old
         remove_temporaries(run_dir)
         cfg_path = atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))

@@ -85,8 +85,12 @@ def _numerics(rec: dict) -> str:
     "What besides config and versions decides bitwise equality: device, processes, precision, threads, kernels, determinism."
     n, m = (rec.get("environment") or {}).get("numerics") or {}, rec.get("machine") or {}
     if not n: return "not recorded"
-    return (f"{m.get('device', '?')} x{m.get('processes', '?')}, {m.get('compute_dtype', '?')}, {n['intra_op_threads']} thread(s), "
-            f"{n['cpu_capability']}" + (", deterministic" if n["deterministic_algorithms"] else ""))
+    said = lambda m, n: (f"{m.get('device', '?')} x{m.get('processes', '?')}, {m.get('compute_dtype', '?')}, {n['intra_op_threads']} thread(s), "
+                         f"{n['cpu_capability']}" + (", deterministic" if n["deterministic_algorithms"] else ""))
+    parts, last = [said(m, n)], said(m, n)
+    for r in rec.get("resumes") or []:   # a run resumed elsewhere (another machine, 'auto' precision that followed it) says so
+        if (seg := said(r, r["numerics"])) != last: parts.append(f"after epoch {r['after_epoch']}: {seg}"); last = seg
+    return "; ".join(parts)
 
 def teacher_accuracy(spec: Spec, tid: str, scale: str, output_dir="runs/reproduce", probe: str = "") -> tuple:
     "(last, best) test top-1 of a teacher: its run record, or the metadata of its committed checkpoint (`probe`: its linear probe on that dataset)."

@@ -117,12 +117,12 @@ def teacher_for(cfg: "RunConfig") -> "RunConfig":
 def teacher_first(cfg: "RunConfig", say=print) -> "RunConfig":
     "`cfg` with a teacher: the one it names, else one trained first by `teacher_for` (a completed run of it is reused)."
     if not needs_teacher_run(cfg): return cfg
-    from kdbook.config import config_changes, resolve
+    from kdbook.config import record_changes, resolve
     from kdbook.launch import run
     given = teacher_for(cfg)
-    tcfg = resolve(given).cfg
+    tr = resolve(given); tcfg = tr.cfg
     where = Path(tcfg.output_dir) / tcfg.name
-    done = has_record(where) and (old := read_record(where))["status"] == COMPLETED and not config_changes(old["config"], tcfg)
+    done = has_record(where) and (old := read_record(where))["status"] == COMPLETED and not record_changes(old, tr)
     if where.is_relative_to(package_root()): where = where.relative_to(package_root())   # the repository's runs/, said as such
     if done: say(f"no teacher checkpoint given: the teacher trained before is reused ({tcfg.model} on {tcfg.dataset}, {where})")
     else: say(f"no teacher checkpoint given: training the teacher first ({tcfg.model} on {tcfg.dataset}, {tcfg.epochs} epochs as the "
@@ -135,7 +135,7 @@ def teacher_first(cfg: "RunConfig", say=print) -> "RunConfig":
 _PATHS = ("data_dir", "output_dir", "teacher_ckpt")
 
 def prepare(notebook: str, params: dict) -> tuple:
-    "Check `params` for `notebook`; return (resolved RunConfig, the parameters to inject)."
+    "Check `params` for `notebook`; return (the resolved run, the parameters to inject)."
     from kdbook.config import existing_record, resolve
     declared = notebook_parameters(notebook)
     for k in params:
@@ -154,11 +154,11 @@ def prepare(notebook: str, params: dict) -> tuple:
             params["teacher_ckpt"] = str(trained / "model.pt")
             cfg = dataclasses.replace(cfg, teacher_ckpt=params["teacher_ckpt"])
         else: cfg = dataclasses.replace(cfg, teacher_ckpt=UNTRAINED, teacher=cfg.teacher or "resnet20")   # its architecture, for the checks
-    cfg = resolve(cfg).cfg
+    r = resolve(cfg); cfg = r.cfg
     params["name"] = cfg.name
-    existing_record(cfg, Path(cfg.output_dir) / cfg.name)   # a folder holding another configuration is refused before anything is written
+    existing_record(r, Path(cfg.output_dir) / cfg.name)   # a folder holding another configuration is refused before anything is written
     refuse_links_out(Path(cfg.output_dir) / cfg.name, cfg.output_dir)   # and one whose links would lead writes elsewhere
-    return cfg, params
+    return r, params
 
 # %% ../nbs/22_runner.ipynb #3ca7e719
 ATOMIC_IO = "kdbook-atomic://"
@@ -219,15 +219,16 @@ NOISE = NotebookNoise()
 # %% ../nbs/22_runner.ipynb #d49bba35
 def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: bool = False) -> dict:
     "Execute experiment `notebook` with `params` through papermill; return the run record."
-    cfg, params = prepare(notebook, params)   # bad input is refused before papermill is even imported
+    r, params = prepare(notebook, params)   # bad input is refused before papermill is even imported
+    cfg = r.cfg
     import papermill as pm
-    from kdbook.config import config_changes
+    from kdbook.config import record_changes
     from kdbook.checkpoint import remove_temporaries
     run_dir = Path(cfg.output_dir) / cfg.name
     with run_lock(run_dir):
         if has_record(run_dir):
             rec = read_record(run_dir)
-            if rec["status"] == COMPLETED and not config_changes(rec["config"], cfg):
+            if rec["status"] == COMPLETED and not record_changes(rec, r):
                 print(f"{cfg.name}: already complete (top-1 last {rec['last_top1']:.2f}%, best {rec['best_top1']:.2f}%)", flush=True)
                 return rec
         remove_temporaries(run_dir)
@@ -262,7 +263,7 @@ def run_notebook(notebook: str, params: dict, log_output: bool = True, verbose: 
 # %% ../nbs/22_runner.ipynb #9bacdede
 def launch_config(notebook: str, params: dict) -> Path:
     "Check `params` and write the run's config for a launcher of your own (accelerate launch across machines); nothing runs."
-    cfg, params = prepare(notebook, params)
+    r, params = prepare(notebook, params); cfg = r.cfg
     if cfg.teacher_ckpt == UNTRAINED and not params.get("teacher_ckpt"):
         raise KDBookError("name the teacher checkpoint (--teacher-ckpt): a launched run does not train one first.")
     # as given, not resolved: each machine resolves precision and device for itself (accelerate's flags included)

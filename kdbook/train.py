@@ -20,7 +20,7 @@ from .core import PRETRAINED, UNTRAINED, KDBookError, file_sha256, refuse_links_
 from .data import dataset_info, make_loaders, paper_view
 from .distill import DistillSetup
 from .models import count_params, create_model, read_checkpoint, save_checkpoint
-from .results import COMPLETED, FAILED, INTERRUPTED, RUNNING, add_epoch, finish, new_record, run_lock, write_record
+from .results import COMPLETED, FAILED, INTERRUPTED, RUNNING, add_epoch, finish, git_commit, new_record, now, numerics, run_lock, write_record
 from .config import PRECISION_FROM_ENV, ResolvedRun, RunConfig, bf16_native, existing_record, resolve
 from .checkpoint import latest_checkpoint, load_training_state, remove_temporaries, save_method_state, save_training_state
 from .loop import (DistillModule, beta_ramp, build_objective, check_param_groups, compute_dtype, evaluate, evaluates, frozen_teacher, in_sync, keep_freed_memory,
@@ -70,14 +70,15 @@ def fit(cfg: RunConfig, *, stop_after_epoch: int | None = None, quiet: bool = Fa
     if world > 1 and world != cfg.processes:   # the global batch is split between `processes`: the launcher must start as many
         raise KDBookError(f"the run's config says processes {cfg.processes}, its launcher started {world}; launch --num_processes {cfg.processes}.")
     run_dir = Path(cfg.output_dir) / cfg.name
-    old = existing_record(cfg, run_dir)
+    if world > 1 and os.environ.get(PRECISION_FROM_ENV):   # a rank: its launcher resolved 'auto' before
+        r = dataclasses.replace(r, precision_from=os.environ[PRECISION_FROM_ENV])
+    old = existing_record(r, run_dir)
     if old is not None and old["status"] == COMPLETED: return old
     refuse_links_out(run_dir, cfg.output_dir)   # nothing written through a link that leads out of the output folder
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:   # a rank: its launcher holds the lock, and resolved 'auto' before
-        if os.environ.get(PRECISION_FROM_ENV): r = dataclasses.replace(r, precision_from=os.environ[PRECISION_FROM_ENV])
+    if world > 1:   # a rank: its launcher holds the lock
         with stop_on_sigterm(): return _fit(r, run_dir, stop_after_epoch, quiet)
     with run_lock(run_dir), stop_on_sigterm():   # SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: recorded interrupted
-        old = existing_record(cfg, run_dir)   # again, now that no other process can change it
+        old = existing_record(r, run_dir)   # again, now that no other process can change it
         if old is not None and old["status"] == COMPLETED: return old
         remove_temporaries(run_dir)            # what a killed process was writing
         return _fit(r, run_dir, stop_after_epoch, quiet)
@@ -191,20 +192,24 @@ def build_training(r: ResolvedRun, accelerator) -> Training:
 def start_record(t: Training, run_dir: Path, say=print) -> tuple:
     "(the first epoch to run, the record): resumed from the newest checkpoint of `run_dir`, or new; written."
     cfg, latest, first_epoch, record = t.cfg, latest_checkpoint(run_dir), 0, None
+    machine = {"device": str(t.accelerator.device), "processes": t.accelerator.num_processes, "mixed_precision": cfg.precision,
+               "precision_from": t.run.precision_from, "bf16_native": bf16_native(cfg.device),
+               "compute_dtype": compute_dtype(t.accelerator, t.unwrapped.student, t.probe)}
     if latest is not None:
         progress = load_training_state(t.accelerator, latest, t.module, t.optimizer, t.scheduler)
         first_epoch, record = progress["epoch"], progress["record"]
-        say(f"resuming {cfg.name} after epoch {first_epoch} from {latest}")
+        changed = machine["mixed_precision"] != record["machine"]["mixed_precision"]
+        say(f"resuming {cfg.name} after epoch {first_epoch} from {latest}" + (
+            f", in precision {cfg.precision!r} where it ran in {record['machine']['mixed_precision']!r} ('auto' follows the machine)" if changed else ""))
     if record is None:
         record = new_record(cfg.name, cfg.role, cfg.to_dict(), teacher=_teacher_info(cfg, t.teacher),
                             dataset={"name": cfg.dataset, "variant": t.data.variant, "num_train": t.data.num_train,
                                      "num_test": len(t.data.test.dataset), "classes": t.data.info.num_classes},
-                            model={"name": cfg.model, "params": count_params(t.unwrapped.student)},
-                            machine={"device": str(t.accelerator.device), "processes": t.accelerator.num_processes,
-                                     "mixed_precision": cfg.precision, "precision_from": t.run.precision_from, "bf16_native": bf16_native(cfg.device),
-                                     "compute_dtype": compute_dtype(t.accelerator, t.unwrapped.student, t.probe)})
-    else:
+                            model={"name": cfg.model, "params": count_params(t.unwrapped.student)}, machine=machine)
+    else:   # `machine` and `environment` are the start's; each resume says where and how the epochs after it ran
         record["status"], record["error"] = RUNNING, None
+        record.setdefault("resumes", []).append({"after_epoch": first_epoch, "at": now(), **machine, "numerics": numerics(),
+                                                 "git": git_commit()})
     if t.main: write_record(run_dir, record)
     return first_epoch, record
 

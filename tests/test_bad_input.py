@@ -223,7 +223,7 @@ def test_scientific_notation_is_a_float_for_every_float_option(text, value, tmp_
     args = build_parser("distill").parse_args(["distill", "--dataset", "synthetic", "--method", "baseline", "--lr", text,
                                                "--kd-T", text, "--extra", f"{{weight_decay: {text}, momentum: 0.5}}",
                                                "--output-dir", str(tmp_path)])
-    cfg, _ = prepare("distill", notebook_params(args))
+    cfg = prepare("distill", notebook_params(args))[0].cfg
     assert cfg.lr == value and cfg.kd_T == value and cfg.weight_decay == value
     assert not any(tmp_path.iterdir())
 

@@ -268,7 +268,7 @@ def test_every_runnable_cell_of_every_spec_is_a_valid_run():
         spec = load_spec(name)
         for job in plan(spec, "smoke", 1, "/tmp/kdbook-never-written")["students"]:
             if job.params.get("teacher", "").startswith("clip:") and not has_clip: continue
-            cfg, _ = prepare("distill", job.params)
+            cfg = prepare("distill", job.params)[0].cfg
             assert cfg.scale == "smoke" and cfg.method == job.cell.params["method"], job.key
             checked += 1
     assert checked > 100

@@ -159,3 +159,32 @@ def test_several_processes_start_through_accelerate_launch_with_the_runs_setting
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[-3:] == ["-m", "kdbook.train", str(tmp_path / "config.json")]
     flags = dict(zip(cmd[3:-3:], cmd[4:-3]))
     assert flags["--num_processes"] == "4" and flags["--mixed_precision"] == "bf16" and flags["--main_process_port"] == "0"
+
+
+def test_auto_precision_follows_the_machine_across_a_resume_and_the_record_says_so(synthetic_run, tmp_path, monkeypatch, capsys):
+    "A run started with precision 'auto' where bf16 is native resumes with 'auto' where it is not, in fp32; the record keeps "
+    "the start's precision and lists the resume's; naming a precision other than the recorded one is refused, with a hint."
+    import kdbook.config
+    from kdbook.core import KDBookError
+    from kdbook.report import _numerics
+    kw = dict(precision="auto", device="cpu", epochs=2)
+    monkeypatch.setattr(kdbook.config, "cpu_flags", lambda: {"avx512_bf16"})   # the machine it starts on
+    with pytest.raises(KeyboardInterrupt):
+        fit(synthetic_run(name="moved", **kw), stop_after_epoch=1, quiet=True)
+    start = read_record(tmp_path / "moved")
+    assert (start["machine"]["mixed_precision"], start["machine"]["compute_dtype"], start["machine"]["precision_from"]) == ("bf16", "bfloat16", "auto")
+    monkeypatch.setattr(kdbook.config, "cpu_flags", lambda: set())             # the machine it goes on on: no native bf16
+    with pytest.raises(KDBookError, match=r"precision 'bf16' -> 'no'.*pass precision 'auto' to let it follow this machine"):
+        fit(synthetic_run(name="moved", **dict(kw, precision="no")), quiet=True)
+    assert read_record(tmp_path / "moved")["status"] == "interrupted"      # the refusal wrote nothing
+    rec = fit(synthetic_run(name="moved", **kw))
+    assert "resuming moved after epoch 1" in capsys.readouterr().out
+    assert rec["status"] == "completed" and [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    assert rec["config"]["precision"] == "bf16" and rec["machine"]["mixed_precision"] == "bf16"   # the start's
+    [resume] = rec["resumes"]
+    assert (resume["after_epoch"], resume["mixed_precision"], resume["compute_dtype"]) == (1, "no", "float32")
+    assert "bfloat16" in _numerics(rec) and "after epoch 1: cpu x1, float32" in _numerics(rec)
+    # complete: 'auto' asks for it again on either machine without running it again; an explicit other precision is refused
+    assert fit(synthetic_run(name="moved", **kw), quiet=True)["resumes"] == rec["resumes"]
+    with pytest.raises(KDBookError, match="another configuration"):
+        fit(synthetic_run(name="moved", **dict(kw, precision="no")), quiet=True)
