@@ -198,9 +198,9 @@ def start_record(t: Training, run_dir: Path, say=print) -> tuple:
     if latest is not None:
         progress = load_training_state(t.accelerator, latest, t.module, t.optimizer, t.scheduler)
         first_epoch, record = progress["epoch"], progress["record"]
-        changed = machine["mixed_precision"] != record["machine"]["mixed_precision"]
+        before = (record.get("resumes") or [record["machine"]])[-1]["mixed_precision"]   # the precision of the epochs just before
         say(f"resuming {cfg.name} after epoch {first_epoch} from {latest}" + (
-            f", in precision {cfg.precision!r} where it ran in {record['machine']['mixed_precision']!r} ('auto' follows the machine)" if changed else ""))
+            f", in precision {cfg.precision!r} where it ran in {before!r} ('auto' follows the machine)" if cfg.precision != before else ""))
     if record is None:
         record = new_record(cfg.name, cfg.role, cfg.to_dict(), teacher=_teacher_info(cfg, t.teacher),
                             dataset={"name": cfg.dataset, "variant": t.data.variant, "num_train": t.data.num_train,

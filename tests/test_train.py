@@ -178,7 +178,7 @@ def test_auto_precision_follows_the_machine_across_a_resume_and_the_record_says_
         fit(synthetic_run(name="moved", **dict(kw, precision="no")), quiet=True)
     assert read_record(tmp_path / "moved")["status"] == "interrupted"      # the refusal wrote nothing
     rec = fit(synthetic_run(name="moved", **kw))
-    assert "resuming moved after epoch 1" in capsys.readouterr().out
+    assert "resuming moved after epoch 1 from" in (out := capsys.readouterr().out) and "in precision 'no' where it ran in 'bf16'" in out
     assert rec["status"] == "completed" and [e["epoch"] for e in rec["epochs"]] == [1, 2]
     assert rec["config"]["precision"] == "bf16" and rec["machine"]["mixed_precision"] == "bf16"   # the start's
     [resume] = rec["resumes"]
