@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['PER_SEED', 'GAIN_COLUMNS', 'FOCUS', 'CAPTIONS', 'collect', 'record_anchors', 'config_splits', 'teacher_accuracy',
-           'comparable', 'aggregate', 'baseline_column', 'published_gain', 'gains', 'markdown_report', 'gains_markdown',
-           'plot_vs_published', 'main_epochs', 'plot_method_curves', 'plot_loss_terms', 'plot_gains', 'grid_frame',
-           'plot_grid', 'grid_markdown', 'report_folder', 'write_report', 'notebook_inputs', 'copy_records',
-           'execute_into', 'run_report_notebook']
+           'comparable', 'aggregate', 'baseline_column', 'published_gain', 'by_seed', 'seed_gains', 'gains',
+           'markdown_report', 'gains_markdown', 'plot_vs_published', 'main_epochs', 'plot_method_curves',
+           'plot_loss_terms', 'plot_gains', 'grid_frame', 'plot_grid', 'grid_markdown', 'report_folder', 'write_report',
+           'notebook_inputs', 'copy_records', 'execute_into', 'run_report_notebook']
 
 # %% ../nbs/26_report.ipynb #375ab27a
 import json, math, os, statistics
@@ -162,10 +162,16 @@ def published_gain(spec: Spec, row: str, col: str) -> float | None:
     if m is None or b is None: return None
     return m - b if spec.metric == "top1" else b - m
 
-def _by_seed(runs: pd.DataFrame, row: str, col: str, key: str) -> dict:
-    "{seed: value} of a cell's completed runs."
+def by_seed(runs: pd.DataFrame, row: str, col: str, key: str = "last_top1") -> dict:
+    "{seed: value} of a cell's completed runs (`runs`: `collect`'s frame, or a report's runs.csv read back with pandas)."
     d = runs[(runs.row == row) & (runs.col == col) & (runs.status == COMPLETED)]
     return {int(s): float(v) for s, v in zip(d.seed, d[key]) if v is not None and not pd.isna(v)}
+
+def seed_gains(runs: pd.DataFrame, row: str, col: str, base: str = "Baseline", key: str = "last_top1") -> dict:
+    """{seed: col − base} over the seeds both cells completed: a cell's paired gains, to compare two sweeps' gains
+    seed by seed with `kdbook.stats.gain` (the gain of a teacher, a schedule or a machine on a method's gain)."""
+    b = by_seed(runs, row, base, key)
+    return {s: v - b[s] for s, v in by_seed(runs, row, col, key).items() if s in b}
 
 def gains(spec: Spec, runs: pd.DataFrame, level: float = LEVEL, how: str = "t", max_halfwidth: float = MAX_HALFWIDTH) -> pd.DataFrame:
     "Each column's gain over its row's baseline (last and best epoch) with its interval, the published gain and the verdict."
@@ -174,7 +180,7 @@ def gains(spec: Spec, runs: pd.DataFrame, level: float = LEVEL, how: str = "t", 
     for rid in spec.rows:
         for cid, col in spec.columns.items():
             if cid == base or col.get("grid"): continue
-            g = {e: gain(_by_seed(runs, rid, cid, f"{e}_top1"), _by_seed(runs, rid, base, f"{e}_top1"), level, how) for e in ("last", "best")}
+            g = {e: gain(by_seed(runs, rid, cid, f"{e}_top1"), by_seed(runs, rid, base, f"{e}_top1"), level, how) for e in ("last", "best")}
             main, pub = g[spec.epoch], published_gain(spec, rid, cid)
             if main is None: continue
             out.append({"row": rid, "col": cid, "label": col.get("label", cid), "method": col["method"], "how": main.how,
