@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['UNTRAINED', 'PRETRAINED', 'TEACHER_PLACEHOLDERS', 'KDBookError', 'unknown_choice', 'check_positive', 'check_number',
            'check_name', 'plain_name', 'Entry', 'Registry', 'load_plugins', 'Features', 'seed_everything',
-           'package_root', 'data_root', 'in_test', 'file_mode', 'atomic_write', 'atomic_write_text',
+           'package_root', 'data_root', 'in_test', 'scratch_dir', 'file_mode', 'atomic_write', 'atomic_write_text',
            'atomic_write_json', 'file_sha256', 'links_out', 'refuse_links_out', 'stop_requested', 'descendants',
            'alive', 'signal_all', 'end_all', 'stop_on_sigterm', 'load_yaml']
 
@@ -194,6 +194,14 @@ def data_root() -> Path:
 def in_test() -> bool:
     "True under `nbdev_test` (which sets `IN_TEST`): experiment notebooks then run a smoke-sized job."
     return bool(os.environ.get("IN_TEST"))
+
+def scratch_dir(prefix: str = "kdbook-") -> str:
+    """A new temporary folder, removed when this process exits: where a notebook's smoke job under `nbdev_test` (or an
+    example) writes, so that running the notebooks leaves nothing behind in the system's temporary folder."""
+    import atexit, shutil
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    return d
 
 # %% ../nbs/00_core.ipynb #00b76c57
 def file_mode() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import atomic_write, atomic_write_text, in_test, KDBookError, package_root, refuse_links_out
+from .core import atomic_write, atomic_write_text, in_test, KDBookError, package_root, refuse_links_out, scratch_dir
 from .models import read_checkpoint
 from .probe import read_probe
 from .reproduce import reproduce
@@ -636,8 +636,7 @@ def write_report(experiment: str | None, scale: str = "cpu", output_dir="runs/re
 def notebook_inputs(experiment: str, scale: str, output_dir, columns=("KD",)) -> tuple:
     "A report notebook's inputs; under nbdev_test, a smoke sweep of `columns` of IRG Table 4's first row, made in a temporary folder."
     if not in_test(): return experiment, scale, output_dir
-    import tempfile
-    d = tempfile.mkdtemp(prefix="kdbook-report-")
+    d = scratch_dir("kdbook-report-")
     reproduce("irg_table4", "smoke", 1, d, only=[f"r20-r14x0.5/{c}" for c in columns], say=lambda *a: None)
     return "irg_table4", "smoke", d
 

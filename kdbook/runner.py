@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .compat import quiet_orphaned_kernel_tasks, register_papermill_io
 from .core import (TEACHER_PLACEHOLDERS, UNTRAINED, atomic_write, atomic_write_text, in_test, KDBookError, package_root,
-                         refuse_links_out, Registry, stop_requested, unknown_choice)
+                         refuse_links_out, Registry, scratch_dir, stop_requested, unknown_choice)
 from .results import (COMPLETED, FAILED, INTERRUPTED, RECORD_NAME, RUNNING, finish, has_record, new_record, read_record, run_lock,
                             write_record)
 # the trainer (kdbook.config, kdbook.launch, and torch with them) is imported by the functions that run: `kdbook distill --help` stays light
@@ -55,7 +55,7 @@ def smoke_config(cfg: "RunConfig") -> "RunConfig":
     from kdbook.distill import METHODS
     distilling = cfg.role == "student" and METHODS.get(cfg.method).uses_teacher(cfg.alpha, cfg.beta)
     teacher_ckpt = cfg.teacher_ckpt if cfg.teacher_ckpt and Path(cfg.teacher_ckpt).exists() else (UNTRAINED if distilling else "")
-    out = cfg.output_dir if cfg.output_dir not in ("runs", repo_path("runs")) else tempfile.mkdtemp(prefix="kdbook-smoke-")   # never the repository's runs/
+    out = cfg.output_dir if cfg.output_dir not in ("runs", repo_path("runs")) else scratch_dir("kdbook-smoke-")   # never the repository's runs/
     return dataclasses.replace(cfg, dataset="synthetic", data_dir="", epochs=1, max_steps_per_epoch=2, batch_size=32,
                                train_fraction=1.0, output_dir=out, processes=1, precision="no",
                                teacher=cfg.teacher or ("resnet8" if teacher_ckpt == UNTRAINED else ""), teacher_ckpt=teacher_ckpt)

@@ -16,7 +16,7 @@ import torch.nn as nn
 from tqdm import TqdmWarning
 
 from .compat import clear_momentum, ddp_ignore_buffers, reset_accelerate_state
-from .core import PRETRAINED, UNTRAINED, KDBookError, file_sha256, refuse_links_out, seed_everything, stop_on_sigterm
+from .core import PRETRAINED, UNTRAINED, KDBookError, file_sha256, refuse_links_out, seed_everything, stop_on_sigterm, stop_requested
 from .data import dataset_info, make_loaders, paper_view
 from .distill import DistillSetup
 from .models import count_params, create_model, read_checkpoint, save_checkpoint
@@ -98,11 +98,17 @@ def _fit(r: ResolvedRun, run_dir: Path, stop_after_epoch: int | None, quiet: boo
         finish_run(t, run_dir, record)
         return record
     except BaseException as e:
+        end = e
+        if stop_requested() and not isinstance(e, KeyboardInterrupt):
+            # the stop's KeyboardInterrupt, raised inside a library's code, can come back as that library's error (torch.save
+            # writing a checkpoint: "RuntimeError: ... unexpected pos"): a run a scheduler stopped is interrupted, not failed
+            end = KeyboardInterrupt(f"stopped by {stop_requested()} (it surfaced as {type(e).__name__}: {e})")
         if t.main:
             remove_temporaries(run_dir)   # first: on a full disk this frees the room the record needs
-            status = INTERRUPTED if isinstance(e, KeyboardInterrupt) else FAILED
-            write_record(run_dir, finish(record, status, f"{type(e).__name__}: {e}"))
-        raise
+            status = INTERRUPTED if isinstance(end, KeyboardInterrupt) else FAILED
+            write_record(run_dir, finish(record, status, f"{type(end).__name__}: {end}"))
+        if end is e: raise
+        raise end from e
     finally:
         if r.cfg.log_with: t.accelerator.end_training()   # flush the tracker's files, whatever happened
 

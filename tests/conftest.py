@@ -1,5 +1,5 @@
 "Shared set-up: the test plugin module is importable here and in worker processes."
-import os, sys
+import os, sys, tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,18 @@ sys.path.insert(0, str(TESTS))
 os.environ["KDBOOK_PLUGINS"] = "kdbook_test_plugins"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_under_pytest(tmp_path_factory):
+    "What the tests and the processes they start (accelerate's launcher, Jupyter kernels) put in a temporary folder goes under pytest's own, which pytest prunes: a test run leaves nothing in /tmp."
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    tempfile.tempdir = None   # gettempdir() reads TMPDIR again
+    yield
+    if old is None: os.environ.pop("TMPDIR")
+    else: os.environ["TMPDIR"] = old
+    tempfile.tempdir = None
 
 
 @pytest.fixture
