@@ -198,9 +198,10 @@ def in_test() -> bool:
 def scratch_dir(prefix: str = "kdbook-") -> str:
     """A new temporary folder, removed when this process exits: where a notebook's smoke job under `nbdev_test` (or an
     example) writes, so that running the notebooks leaves nothing behind in the system's temporary folder."""
-    import atexit, shutil
+    import shutil
+    from multiprocessing import util   # its exit hook runs at a normal exit and in a pool's worker too, where atexit does not
     d = tempfile.mkdtemp(prefix=prefix)
-    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    util.Finalize(None, shutil.rmtree, args=(d,), kwargs={"ignore_errors": True}, exitpriority=0)
     return d
 
 # %% ../nbs/00_core.ipynb #00b76c57
